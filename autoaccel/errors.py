@@ -31,3 +31,10 @@ class BudgetError(AutoAccelError, ValueError):
         if position is not None and text:
             message = f"{message} at position {position}:\n  {text}\n  {' ' * position}^"
         super().__init__(message)
+
+
+class DatabaseError(AutoAccelError):
+    """The recipe database cannot be reached, is at the wrong schema version, or rejected an operation.
+
+    Messages name the database URL with its password hidden and, where there is one, the command that fixes it.
+    """

@@ -54,7 +54,7 @@ BM, BN = 32, 16  # query / key blocks: 3 query blocks, 6 key blocks
 # Relative Frobenius error vs fp32 SDPA on N(0, 1) inputs with K offset by +2 (docs/kernels.md, "Error bounds").
 QUANT_BOUNDS = {"fp32": 1.5e-2, "fp16": 1.5e-2, "bf16": 1.5e-2, "fp8": 5e-2}
 DENSE_BOUNDS = {torch.float32: 1e-6, torch.float16: 5e-4, torch.bfloat16: 4e-3}
-TRITON_VS_REFERENCE = 1e-4  # interpreter vs reference (observed <= 4e-5: fp16 output rounding ties)
+TRITON_VS_REFERENCE = 3e-4  # interpreter vs reference (observed <= 8e-5: output rounding flips)
 
 
 def _qkv(seed: int = 0, dtype: torch.dtype = torch.float16, n: int = N, d: int = D, h: int = 2):
@@ -237,12 +237,13 @@ def test_interp_quantize_matches_reference(interpret) -> None:
     [(torch.float16, "fp16"), (torch.float16, "fp8"), (torch.bfloat16, "bf16"), (torch.float32, "fp32")],
 )
 def test_interp_quant_attention_matches_reference(interpret, dtype: torch.dtype, pv_dtype: str) -> None:
-    q, k, v = _qkv(9, dtype)
-    kw = {"pv_dtype": pv_dtype, "block_m": BM, "block_n": BN}
-    tri = quant_attention(q, k, v, backend="triton", **kw)
-    ref = quant_attention(q, k, v, backend="torch", **kw)
-    assert tri.dtype == dtype and _rel(tri, ref) < TRITON_VS_REFERENCE
-    assert _rel(tri, _sdpa32(q, k, v)) < QUANT_BOUNDS[pv_dtype]
+    for n in (N, 96):  # partial tail block (masked loads) and whole blocks (unmasked loads)
+        q, k, v = _qkv(9, dtype, n=n)
+        kw = {"pv_dtype": pv_dtype, "block_m": BM, "block_n": BN}
+        tri = quant_attention(q, k, v, backend="triton", **kw)
+        ref = quant_attention(q, k, v, backend="torch", **kw)
+        assert tri.dtype == dtype and _rel(tri, ref) < TRITON_VS_REFERENCE
+        assert _rel(tri, _sdpa32(q, k, v)) < QUANT_BOUNDS[pv_dtype]
 
 
 @interp
@@ -259,8 +260,8 @@ def test_interp_sparse_attention_matches_reference(interpret, dtype: torch.dtype
 def test_interp_keep_ratio_one_equals_dense_kernel(interpret) -> None:
     from autoaccel.kernels._triton_attention import attention_triton
 
-    for dtype in (torch.float32, torch.float16):
-        q, k, v = _qkv(11, dtype)
+    for dtype, n in ((torch.float32, N), (torch.float16, 96)):
+        q, k, v = _qkv(11, dtype, n=n)
         sparse = sparse_attention(q, k, v, keep_ratio=1.0, block_size=BN, q_block_size=BM, backend="triton")
         dense = attention_triton(q, k, v, scale=1 / math.sqrt(D), block_m=BM, block_n=BN)
         assert torch.equal(sparse, dense)
@@ -365,9 +366,16 @@ def test_shape_and_dtype_mismatches_are_rejected() -> None:
 def test_triton_backend_on_cpu_needs_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
     q, k, v = _qkv()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    if INTERPRETER_READY:  # turning the interpreter off after triton was imported with it on is the error here
-        with pytest.raises(KernelArgumentError, match="when triton was first imported"):
-            quant_attention(q, k, v, block_m=BM, block_n=BN, backend="triton")
-    else:
-        with pytest.raises(KernelArgumentError, match="TRITON_INTERPRET=1"):
-            quant_attention(q, k, v, backend="triton")
+    with pytest.raises(KernelArgumentError, match="needs the Triton interpreter: set TRITON_INTERPRET=1"):
+        quant_attention(q, k, v, backend="triton")
+
+
+@needs_triton
+@pytest.mark.skipif(INTERPRETER_READY, reason="needs triton imported without the interpreter")
+def test_interpreter_switched_on_after_triton_import_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import triton  # noqa: F401  (imported here in compiled mode, as on a GPU machine)
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    q, k, v = _qkv()
+    with pytest.raises(KernelArgumentError, match="when triton was first imported"):
+        quant_attention(q, k, v, block_m=BM, block_n=BN, backend="triton")

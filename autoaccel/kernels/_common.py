@@ -70,7 +70,7 @@ def resolve_backend(backend: str, device: torch.device) -> Literal["triton", "to
     if device.type != "cuda" and not triton_interpret_mode():
         raise KernelArgumentError(
             f"backend='triton' on {device.type} tensors needs the Triton interpreter: set TRITON_INTERPRET=1 in the "
-            "environment before the first Triton call, or use backend='torch'"
+            "environment before triton is first imported, or use backend='torch'"
         )
     return "triton"
 

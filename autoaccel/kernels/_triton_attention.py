@@ -21,8 +21,6 @@ import triton.language as tl
 from autoaccel.kernels._common import LOG2E, KernelArgumentError, num_blocks, triton_interpret_mode
 from autoaccel.kernels.reference import quantize_v_fp8, smoothing_mean
 
-_TL_DTYPES = {torch.float16: tl.float16, torch.bfloat16: tl.bfloat16, torch.float32: tl.float32}
-
 
 def _quantize_kernel(
     X,
@@ -107,6 +105,7 @@ def _attention_kernel(
     UPCAST_QK: tl.constexpr,
     UPCAST_PV: tl.constexpr,
     EVEN_N: tl.constexpr,
+    EVEN_D: tl.constexpr,
     ROUND_P: tl.constexpr,
     ROUND_OUT: tl.constexpr,
 ):
@@ -142,11 +141,11 @@ def _attention_kernel(
             kb = it
         offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
         n_ok = offs_n < N_K
-        k = tl.load(
-            k_base + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd,
-            mask=n_ok[None, :] & d_ok[:, None],
-            other=0,
-        )  # (BLOCK_D, BLOCK_N): K^T
+        k_ptrs = k_base + offs_n[None, :] * stride_kn + offs_d[:, None] * stride_kd  # (BLOCK_D, BLOCK_N): K^T
+        if EVEN_N and EVEN_D:
+            k = tl.load(k_ptrs)
+        else:
+            k = tl.load(k_ptrs, mask=n_ok[None, :] & d_ok[:, None], other=0)
         if QUANT_QK:
             sk = tl.load(SK + pid_bh * n_k_blocks + kb)
             s = tl.dot(q, k, out_dtype=tl.int32).to(tl.float32) * ((sq * sk) * qk_scale)
@@ -163,11 +162,11 @@ def _attention_kernel(
         p = tl.math.exp2(s - m_new[:, None])
         l_i = l_i * alpha + tl.sum(p, axis=1)
         acc = acc * alpha[:, None]
-        v = tl.load(
-            v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd,
-            mask=n_ok[:, None] & d_ok[None, :],
-            other=0.0,
-        )
+        v_ptrs = v_base + offs_n[:, None] * stride_vn + offs_d[None, :] * stride_vd
+        if EVEN_N and EVEN_D:
+            v = tl.load(v_ptrs)
+        else:
+            v = tl.load(v_ptrs, mask=n_ok[:, None] & d_ok[None, :], other=0.0)
         if PV_FP8:
             p = tl.minimum(p * 448.0, 448.0)
         if ROUND_P == 1:  # interpreter only: pre-round to bfloat16 (Veltkamp split, 8 significant bits)
@@ -226,9 +225,12 @@ def _block_d(head_dim: int) -> int:
     return max(16, triton.next_power_of_2(head_dim))
 
 
-def _launch_options(block_m: int, block_d: int) -> dict[str, int]:
+def _launch_options(block_m: int, block_d: int, num_warps: int | None, num_stages: int | None) -> dict[str, int]:
     """Warps and pipeline stages: untuned defaults in the range of Triton's fused-attention tutorial."""
-    return {"num_warps": 8 if block_m * block_d >= 128 * 128 else 4, "num_stages": 2 if block_d > 128 else 3}
+    return {
+        "num_warps": num_warps or (8 if block_m * block_d >= 128 * 128 else 4),
+        "num_stages": num_stages or (2 if block_d > 128 else 3),
+    }
 
 
 def quantize_per_block_triton(
@@ -242,7 +244,7 @@ def quantize_per_block_triton(
     mean_arg = mean.reshape(b * h, d).contiguous() if mean is not None else scales
     get_kernels().quantize[(nb, b * h)](
         x, mean_arg, x_int, scales, *x.stride(), h, n, d, nb,
-        HAS_MEAN=mean is not None, BLOCK=block, BLOCK_D=_block_d(d), num_warps=4,
+        HAS_MEAN=mean is not None, BLOCK=block, BLOCK_D=_block_d(d), num_warps=8 if block * d >= 128 * 128 else 4,
     )  # fmt: skip
     return x_int, scales
 
@@ -258,6 +260,8 @@ def attention_triton(
     qk_bits: int | None = None,
     pv_dtype: str | None = None,
     kv_indices: tuple[torch.Tensor, torch.Tensor] | None = None,
+    num_warps: int | None = None,
+    num_stages: int | None = None,
 ) -> torch.Tensor:
     """Launch the fused attention kernel (arguments are validated by the public wrappers).
 
@@ -268,6 +272,7 @@ def attention_triton(
         qk_bits: 8 for INT8 QK^T, ``None`` for QK^T in the input dtype.
         pv_dtype: ``"fp32" | "fp16" | "bf16" | "fp8"`` or ``None`` for ``v.dtype``.
         kv_indices: ``(indices, counts)`` from :func:`block_mask_to_indices` for block-sparse attention.
+        num_warps, num_stages: Launch overrides (performance only, the numerics do not change).
     """
     b, h, n_q, d = q.shape
     n_k = k.shape[2]
@@ -281,6 +286,7 @@ def attention_triton(
     if pv_dtype == "fp8":
         v, sv = quantize_v_fp8(v)
         sv = sv.contiguous()
+        v = v.transpose(2, 3).contiguous().transpose(2, 3)  # tokens contiguous: the K-major operand FP8 dots want
     elif pv_dtype is not None:
         v = v.to({"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[pv_dtype])
     idx, cnt = kv_indices if kv_indices is not None else (None, None)
@@ -297,11 +303,11 @@ def attention_triton(
         QK_IEEE=q.dtype == torch.float32, PV_IEEE=v.dtype == torch.float32,
         # The interpreter multiplies bfloat16 dot operands as raw uint16 bits: upcast them there (products are exact).
         UPCAST_QK=interpret and q.dtype == torch.bfloat16, UPCAST_PV=interpret and v.dtype == torch.bfloat16,
-        EVEN_N=n_k % block_n == 0,
+        EVEN_N=n_k % block_n == 0, EVEN_D=block_d == d,
         # The interpreter truncates fp32 -> bfloat16 and mis-rounds fp32 -> float8 (a mantissa carry can halve a
         # value); the GPU rounds to nearest even. There the kernel pre-rounds in fp32 so that those casts are exact.
         ROUND_P=(2 if pv_dtype == "fp8" else int(v.dtype == torch.bfloat16)) if interpret else 0,
         ROUND_OUT=interpret and out.dtype == torch.bfloat16,
-        **_launch_options(block_m, block_d),
+        **_launch_options(block_m, block_d, num_warps, num_stages),
     )  # fmt: skip
     return out

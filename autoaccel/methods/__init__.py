@@ -52,9 +52,8 @@ def register(spec: MethodSpec) -> MethodSpec:
 
 
 def _load() -> dict[str, MethodSpec]:
-    if not _REGISTRY:
-        for name in _MODULES:
-            importlib.import_module(f"{__name__}.{name}")
+    for name in _MODULES:  # cheap once imported; a module registers itself on first import
+        importlib.import_module(f"{__name__}.{name}")
     return _REGISTRY
 
 

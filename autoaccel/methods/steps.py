@@ -82,7 +82,7 @@ def apply(pipe: Any, config: StepsConfig) -> Handle:
         overrides["timestep_spacing"] = config.timestep_spacing
     if config.shift is not None:
         overrides["shift"] = config.shift
-    scheduler = type(original).from_config({**original.config, **overrides})
+    scheduler = type(original).from_config(original.config, **overrides)
     if config.num_inference_steps is not None:
         _fixed_steps(scheduler, config.num_inference_steps)
     pipe.scheduler = scheduler

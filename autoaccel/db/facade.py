@@ -1,0 +1,182 @@
+"""`RecipeDB`: the recipe database behind one object, one transaction per call."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from ..recipes import Recipe
+from . import repository as repo
+from .engine import engine_for, redact_url, session_scope
+from .matching import Match, best_recipe
+from .migrate import check_schema
+from .records import RecipeInfo, StudyInfo, TrialInfo
+
+if TYPE_CHECKING:
+    import optuna
+
+
+class RecipeDB:
+    """The recipe database at ``url``: models, hardware, workloads, studies, trials and recipes.
+
+    Every method runs in its own transaction; `session` gives one transaction for several `autoaccel.db.repository`
+    calls. Safe to share between threads (each call takes its own connection). Optuna's storage lives in the same
+    database (`optuna_storage`).
+
+    Args:
+        url: Database URL or SQLite file path; default ``AUTOACCEL_DB_URL``, else a per-user SQLite file
+            (see `autoaccel.db.default_url`).
+        create: Create the schema in a database without our tables. An older schema is never upgraded implicitly.
+
+    Raises:
+        DatabaseError: The database cannot be reached.
+        SchemaVersionError: Its schema is not the one this autoaccel needs; the message gives the upgrade command.
+
+    Example:
+        >>> db = RecipeDB("sqlite:///recipes.db")
+        >>> recipe_id = db.add_recipe(recipe, hardware=profile.to_dict() | {"key": profile.key()})
+        >>> match = db.best_recipe("org/model", None, hardware=profile, budget="lpips<0.1")
+    """
+
+    def __init__(self, url: str | URL | None = None, *, create: bool = True) -> None:
+        self.engine: Engine = engine_for(url)
+        try:
+            self.revision = check_schema(self.engine, create=create)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The URL with its password hidden."""
+        return redact_url(self.engine.url)
+
+    def __repr__(self) -> str:
+        return f"RecipeDB({self.url!r})"
+
+    def close(self) -> None:
+        """Closes pooled connections (the object stays usable; new calls reconnect)."""
+        self.engine.dispose()
+
+    def __enter__(self) -> RecipeDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: commit on success, rollback on error (see `autoaccel.db.session_scope`)."""
+        with session_scope(self.engine) as session:
+            yield session
+
+    def optuna_storage(self, **kwargs: Any) -> optuna.storages.RDBStorage:
+        """Optuna's storage in this database (its tables sit beside ours); ``kwargs`` go to ``RDBStorage``."""
+        import optuna
+
+        return optuna.storages.RDBStorage(self.engine.url.render_as_string(hide_password=False), **kwargs)
+
+    # -- entities --------------------------------------------------------------------------------------------------
+    def upsert_model(
+        self, model_id: str, revision: str | None = None, *, pipeline_class: str | None = None, family: str | None = None
+    ) -> int:
+        """Id of the model row (created if new)."""
+        with self.session() as s:
+            return repo.upsert_model(s, model_id, revision, pipeline_class=pipeline_class, family=family).id
+
+    def upsert_hardware(self, hardware: Any) -> str:
+        """Stores a hardware profile (dict or `HardwareProfile`) if new; returns its key."""
+        with self.session() as s:
+            return repo.upsert_hardware(s, hardware).fingerprint
+
+    def upsert_workload(self, workload: Mapping[str, Any]) -> str:
+        """Stores a workload spec if new; returns its fingerprint."""
+        with self.session() as s:
+            return repo.upsert_workload(s, workload).fingerprint
+
+    # -- studies and trials ------------------------------------------------------------------------------------------
+    def create_or_get_study(
+        self,
+        name: str,
+        *,
+        model_id: str,
+        hardware: Any,
+        revision: str | None = None,
+        workload: Mapping[str, Any] | str | None = None,
+        budget: str | None = None,
+        optuna_study_name: str | None = None,
+    ) -> StudyInfo:
+        """See `autoaccel.db.repository.create_or_get_study`."""
+        with self.session() as s:
+            return repo.create_or_get_study(
+                s,
+                name,
+                model_id=model_id,
+                hardware=hardware,
+                revision=revision,
+                workload=workload,
+                budget=budget,
+                optuna_study_name=optuna_study_name,
+            )
+
+    def get_study(self, name: str) -> StudyInfo:
+        with self.session() as s:
+            return repo.get_study(s, name)
+
+    def set_study_status(self, study_id: int, status: str) -> None:
+        with self.session() as s:
+            repo.set_study_status(s, study_id, status)
+
+    def record_trial(self, study_id: int, number: int, *, params: Mapping[str, Any], **fields: Any) -> TrialInfo:
+        """See `autoaccel.db.repository.record_trial` (``state``, ``optuna_trial_id``, ``metrics``, ...)."""
+        with self.session() as s:
+            return repo.record_trial(s, study_id, number, params=params, **fields)
+
+    def update_trial(self, trial_id: int, **fields: Any) -> TrialInfo:
+        """See `autoaccel.db.repository.update_trial` (``state``, ``params``, ``metrics``, ``speedup``, ``error``)."""
+        with self.session() as s:
+            return repo.update_trial(s, trial_id, **fields)
+
+    def list_trials(self, study_id: int) -> list[TrialInfo]:
+        with self.session() as s:
+            return repo.list_trials(s, study_id)
+
+    # -- recipes -----------------------------------------------------------------------------------------------------
+    def add_recipe(self, recipe: Recipe, **fields: Any) -> int:
+        """See `autoaccel.db.repository.add_recipe` (``hardware``, ``workload_fingerprint``, ``budget``, ...)."""
+        with self.session() as s:
+            return repo.add_recipe(s, recipe, **fields)
+
+    def get_recipe(self, recipe_id: int) -> Recipe:
+        with self.session() as s:
+            return repo.get_recipe(s, recipe_id)
+
+    def get_recipe_info(self, recipe_id: int) -> RecipeInfo:
+        with self.session() as s:
+            return repo.get_recipe_info(s, recipe_id)
+
+    def list_recipes(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> tuple[list[RecipeInfo], int]:
+        """See `autoaccel.db.repository.list_recipes` for the filters."""
+        with self.session() as s:
+            return repo.list_recipes(s, limit=limit, offset=offset, **filters)
+
+    def delete_recipe(self, recipe_id: int) -> None:
+        with self.session() as s:
+            repo.delete_recipe(s, recipe_id)
+
+    def best_recipe(
+        self,
+        model_id: str,
+        revision: str | None,
+        hardware: Any,
+        workload_fingerprint: str | None = None,
+        budget: str | None = None,
+    ) -> Match | None:
+        """See `autoaccel.db.matching.best_recipe` (exact hardware, then same GPU, then same architecture class)."""
+        with self.session() as s:
+            return best_recipe(s, model_id, revision, hardware, workload_fingerprint, budget)

@@ -1,0 +1,181 @@
+"""Choosing the recipe to serve: `best_recipe`, with hardware fallbacks and budget checks."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from ..errors import RecipeError
+from ..recipes import Recipe
+from .models import HardwareProfileRow, ModelRef, RecipeRow, WorkloadRow
+from .records import hardware_dict
+
+logger = logging.getLogger("autoaccel.db")
+
+Fallback = Literal["exact", "same_gpu", "same_arch"]
+# Aggregate names a stored quality dict may use for each budget aggregation.
+_AGG_KEYS = {"median": ("median", "p50"), "min": ("min", "p0"), "max": ("max", "p100")}
+
+
+@dataclass(frozen=True)
+class Match:
+    """The recipe chosen by `best_recipe`.
+
+    Args:
+        recipe: The recipe.
+        recipe_id: Its database id.
+        fallback: ``exact`` (measured on this hardware), ``same_gpu`` (same device name, other driver or software
+            stack) or ``same_arch`` (same architecture class, another device).
+        speedup: Its measured speedup (on the hardware it was measured on).
+        hardware_key: Key of the hardware it was measured on.
+        hardware_name: Name of that device.
+    """
+
+    recipe: Recipe
+    recipe_id: int
+    fallback: Fallback
+    speedup: float
+    hardware_key: str
+    hardware_name: str
+
+
+def best_recipe(
+    session: Session,
+    model_id: str,
+    revision: str | None,
+    hardware: Any,
+    workload_fingerprint: str | None = None,
+    budget: str | None = None,
+) -> Match | None:
+    """The fastest validated recipe for a model on this hardware that meets ``budget``, or None.
+
+    Candidates are the validated recipes of ``model_id`` (at ``revision``; None: any revision) measured on
+    ``workload_fingerprint`` (None: any workload). The workload is never relaxed: speed and quality depend on the
+    resolution and above all on the number of steps, which several methods (caches, step schedules) are tuned to.
+    The hardware is relaxed in this order, and the first level with a recipe that meets the budget wins:
+
+    1. ``exact``: the same hardware key (device, driver, torch and diffusers versions).
+    2. ``same_gpu``: the same device name (case-insensitive), e.g. another driver or torch version.
+    3. ``same_arch``: the same architecture class (e.g. ``hopper``), another device.
+
+    Fallbacks log a warning: the speedup (and, for methods such as quantization, the quality) was measured
+    elsewhere, so validate the recipe on this machine. Within a level the highest speedup wins (then the newest).
+
+    A recipe meets the budget when every clause holds on its stored quality aggregates (``quality[metric][agg]``,
+    or the aggregate of ``quality[metric]["values"]``). A clause whose metric or aggregation is not stored fails:
+    the recipe cannot be shown to meet it. Without `autoaccel.budget` the stored budget text must equal ``budget``.
+    ``budget=None`` accepts every validated recipe.
+
+    Args:
+        session: Open session.
+        model_id / revision: The model.
+        hardware: This machine: a hardware dict, a `HardwareProfile` or a stored hardware key.
+        workload_fingerprint: `autoaccel.db.workload_fingerprint` of the workload, or None for any.
+        budget: Budget text such as ``"p90(lpips)<0.15 and psnr>30"``, or None.
+
+    Raises:
+        BudgetError: ``budget`` does not parse.
+    """
+    meets = _budget_check(budget)
+    key, name, arch = _identity(session, hardware)
+    hw = HardwareProfileRow
+    same_hw = [hw.fingerprint == key]
+    if name:
+        same_hw.append(func.lower(hw.name) == name.lower())
+    if arch:
+        same_hw.append(hw.arch_class == arch)
+    query = (
+        select(RecipeRow, hw.fingerprint, hw.name, hw.arch_class)
+        .join(RecipeRow.model)
+        .join(RecipeRow.hardware)
+        .outerjoin(RecipeRow.workload)
+        .where(ModelRef.model_id == model_id, RecipeRow.validated.is_(True), or_(*same_hw))
+        .order_by(RecipeRow.speedup.desc(), RecipeRow.created_at.desc(), RecipeRow.id.desc())
+    )
+    if revision is not None:
+        query = query.where(ModelRef.revision == revision)
+    if workload_fingerprint is not None:
+        query = query.where(WorkloadRow.fingerprint == workload_fingerprint)
+    candidates = session.execute(query).all()
+    levels: list[tuple[Fallback, Callable[[str, str, str | None], bool]]] = [
+        ("exact", lambda k, n, a: k == key),
+        ("same_gpu", lambda k, n, a: bool(name) and n.lower() == name.lower()),
+        ("same_arch", lambda k, n, a: bool(arch) and a == arch),
+    ]
+    for level, matches in levels:
+        for row, row_key, row_name, row_arch in candidates:
+            if not matches(row_key, row_name, row_arch) or not meets(row):
+                continue
+            try:
+                recipe = Recipe.from_dict(row.recipe)
+            except RecipeError as e:
+                logger.warning("skipping stored recipe %d, which this autoaccel cannot load: %s", row.id, e)
+                continue
+            if level != "exact":
+                logger.warning(
+                    "no recipe for %s measured on this hardware (%s); using recipe %d measured on %s (%s, %s match): "
+                    "validate it on this machine before relying on its speedup and quality",
+                    model_id,
+                    key,
+                    row.id,
+                    row_name,
+                    row_key,
+                    level.replace("_", " "),
+                )
+            return Match(recipe, row.id, level, row.speedup, row_key, row_name)
+    return None
+
+
+def _identity(session: Session, hardware: Any) -> tuple[str, str | None, str | None]:
+    """(key, device name, architecture class) of a hardware dict, profile, or stored key."""
+    if isinstance(hardware, str):
+        row = session.scalars(select(HardwareProfileRow).filter_by(fingerprint=hardware)).one_or_none()
+        return hardware, (row.name if row else None), (row.arch_class if row else None)
+    data = hardware_dict(hardware)
+    name = next((data[k] for k in ("name", "device_name", "gpu_name", "cpu_name") if data.get(k)), None)
+    arch = data.get("arch_class")
+    return str(data["key"]), (str(name) if name else None), (str(arch) if arch else None)
+
+
+def _budget_check(budget: str | None) -> Callable[[RecipeRow], bool]:
+    if budget is None:
+        return lambda row: True
+    try:
+        from ..budget import Budget
+    except ImportError:  # pragma: no cover - the budget module ships with autoaccel; kept for partial installs
+        text = " ".join(budget.lower().split())
+        return lambda row: row.budget is not None and " ".join(row.budget.lower().split()) == text
+    parsed = Budget.parse(budget)
+    return lambda row: meets_budget(parsed, row.quality)
+
+
+def meets_budget(budget: Any, quality: Mapping[str, Any]) -> bool:
+    """Whether stored quality aggregates satisfy every clause of a parsed `Budget` (see `best_recipe`)."""
+    from .. import metrics
+
+    stored: dict[str, Any] = {}
+    for name, stats in quality.items():
+        canonical = metrics.canonical_name(name)
+        if canonical is not None and isinstance(stats, Mapping):
+            stored[canonical] = stats
+    for clause in budget.clauses:
+        stats = stored.get(clause.metric)
+        if stats is None:
+            return False
+        values = stats.get("values")
+        if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
+            value = clause.aggregate([float(v) for v in values])
+        else:
+            found = [stats[k] for k in _AGG_KEYS.get(clause.agg, (clause.agg,)) if isinstance(stats.get(k), (int, float))]
+            if not found:
+                return False
+            value = float(found[0])
+        if math.isnan(value) or clause.margin(value) > 0:
+            return False
+    return True

@@ -1,0 +1,147 @@
+"""Schema migrations, run programmatically (``autoaccel db upgrade [--db URL]`` calls `upgrade`).
+
+The migration scripts ship in the package (``autoaccel/db/migrations``); Alembic records our revision in
+``autoaccel_alembic_version``, apart from Optuna's ``alembic_version`` in the same database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Connection, Engine, inspect
+from sqlalchemy.engine import URL
+
+from .engine import engine_for, redact_url, translate_errors
+from .errors import DatabaseError, SchemaVersionError
+from .models import TABLE_PREFIX, VERSION_TABLE
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+UPGRADE_COMMAND = "autoaccel db upgrade --db {url}"
+
+
+def alembic_config() -> Config:
+    """An Alembic config for our migrations (no ini file needed)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+def script_directory() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The revision this version of autoaccel expects.
+
+    Raises:
+        DatabaseError: The migrations have more than one head (a packaging error).
+    """
+    heads = script_directory().get_heads()
+    if len(heads) != 1:
+        raise DatabaseError(f"the autoaccel migrations have {len(heads)} heads {heads}; expected exactly one")
+    return heads[0]
+
+
+@contextmanager
+def migration_connection(url: str | URL | Engine | None = None) -> Iterator[Connection]:
+    """A connection for Alembic, committed on success; SQLite foreign keys are off while it is open.
+
+    Batch mode rebuilds SQLite tables by copy-and-drop; with foreign keys on, the drop could cascade to other tables.
+    """
+    engine = url if isinstance(url, Engine) else engine_for(url)
+    try:
+        with translate_errors(engine.url), engine.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
+                conn.commit()
+            try:
+                yield conn
+                conn.commit()
+            finally:
+                if sqlite:  # the connection goes back to the pool: restore the engine's setting
+                    conn.rollback()
+                    conn.exec_driver_sql("PRAGMA foreign_keys = ON")
+                    conn.commit()
+    finally:
+        if engine is not url:
+            engine.dispose()
+
+
+def upgrade(url: str | URL | Engine | None = None, revision: str = "head") -> None:
+    """Upgrades the database at ``url`` (default: `autoaccel.db.default_url`) to ``revision``; creates an empty one.
+
+    Raises:
+        DatabaseError: The database cannot be reached, or ``revision`` is unknown.
+    """
+    with migration_connection(url) as conn:
+        config = alembic_config()
+        config.attributes["connection"] = conn
+        try:
+            command.upgrade(config, revision)
+        except CommandError as e:
+            raise DatabaseError(f"cannot upgrade {redact_url(conn.engine.url)} to {revision!r}: {e}") from None
+
+
+def current(url: str | URL | Engine | None = None) -> str | None:
+    """The database's schema revision, or None when it has none (empty, or only Optuna's tables)."""
+    engine = url if isinstance(url, Engine) else engine_for(url)
+    try:
+        with translate_errors(engine.url), engine.connect() as conn:
+            return _current(conn)
+    finally:
+        if engine is not url:
+            engine.dispose()
+
+
+def _current(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
+
+
+def check_schema(engine: Engine, *, create: bool = True) -> str:
+    """Checks that the database is at `head_revision`; returns it.
+
+    Args:
+        engine: The database.
+        create: Create the schema in a database that has none of our tables (Optuna's may be there).
+
+    Raises:
+        SchemaVersionError: The schema is older (the message gives the ``autoaccel db upgrade`` command), newer than
+            this autoaccel knows, or missing with ``create=False``.
+        DatabaseError: The database cannot be reached.
+    """
+    head = head_revision()
+    fix = UPGRADE_COMMAND.format(url=redact_url(engine.url))
+    with translate_errors(engine.url), engine.connect() as conn:
+        revision = _current(conn)
+        ours = [t for t in inspect(conn).get_table_names() if t.startswith(TABLE_PREFIX)] if revision is None else []
+    if revision == head:
+        return head
+    if revision is None:
+        if ours:
+            raise SchemaVersionError(
+                f"{redact_url(engine.url)} has autoaccel tables ({', '.join(sorted(ours))}) but no schema version; "
+                "it was not created by `autoaccel db upgrade`. Use another database or drop these tables."
+            )
+        if not create:
+            raise SchemaVersionError(f"{redact_url(engine.url)} has no autoaccel schema; create it with: {fix}")
+        upgrade(engine)
+        return head
+    known = {rev.revision for rev in script_directory().walk_revisions()}
+    if revision not in known:
+        raise SchemaVersionError(
+            f"{redact_url(engine.url)} is at schema revision {revision!r}, unknown to this autoaccel (head {head!r}); "
+            "it was written by a newer autoaccel: upgrade the package (pip install -U autoaccel)."
+        )
+    raise SchemaVersionError(
+        f"{redact_url(engine.url)} is at schema revision {revision!r} but this autoaccel needs {head!r}; "
+        f"upgrade it with: {fix}"
+    )
