@@ -118,6 +118,12 @@ class Workload(BaseModel):
     dtype: Literal["float32", "float16", "bfloat16", "float64"] | None = None
     call_kwargs: dict[str, JsonValue] = Field(default_factory=dict)
 
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise WorkloadError(_describe(e, "workload")) from None
+
     # -- validation ---------------------------------------------------------------------------------------------
     @field_validator("prompts", mode="before")
     @classmethod
@@ -154,7 +160,7 @@ class Workload(BaseModel):
     def _allowed_kwargs(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
         for key in value:
             if key in OWNED_KWARGS:
-                raise ValueError(f"call_kwargs may not contain {key!r}: {OWNED_KWARGS[key]}")
+                raise ValueError(f"may not contain {key!r}: {OWNED_KWARGS[key]}")
             if not key.isidentifier():
                 raise ValueError(f"call_kwargs key {key!r} is not a valid argument name")
         return value
@@ -244,10 +250,7 @@ class Workload(BaseModel):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "workload"
-            msg = err["msg"].removeprefix("Value error, ")
-            raise WorkloadError(f"{source}: {loc}: {msg}") from None
+            raise WorkloadError(_describe(e, source)) from None
 
     @classmethod
     def from_file(cls, path: str | Path) -> Workload:
@@ -386,6 +389,12 @@ class Workload(BaseModel):
         for key in needed:
             if key not in params:
                 raise WorkloadError(f"{type(pipe).__name__}.__call__ has no argument {key!r} (from the workload)")
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    err = error.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "workload"
+    return f"{source}: {loc}: {err['msg'].removeprefix('Value error, ')}"
 
 
 def _sha256_json(data: Any) -> str:

@@ -59,7 +59,7 @@ def normalize_url(url: str | URL | None = None) -> URL:
             text = f"sqlite:///{Path(text).expanduser().resolve()}"
         try:
             parsed = make_url(text)
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             raise DatabaseError(
                 f"{text!r} is not a database URL; use e.g. sqlite:///path/recipes.db or "
                 "postgresql://user:password@host:5432/dbname"

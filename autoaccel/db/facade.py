@@ -83,7 +83,12 @@ class RecipeDB:
 
     # -- entities --------------------------------------------------------------------------------------------------
     def upsert_model(
-        self, model_id: str, revision: str | None = None, *, pipeline_class: str | None = None, family: str | None = None
+        self,
+        model_id: str,
+        revision: str | None = None,
+        *,
+        pipeline_class: str | None = None,
+        family: str | None = None,
     ) -> int:
         """Id of the model row (created if new)."""
         with self.session() as s:
@@ -132,25 +137,80 @@ class RecipeDB:
         with self.session() as s:
             repo.set_study_status(s, study_id, status)
 
-    def record_trial(self, study_id: int, number: int, *, params: Mapping[str, Any], **fields: Any) -> TrialInfo:
-        """See `autoaccel.db.repository.record_trial` (``state``, ``optuna_trial_id``, ``metrics``, ...)."""
+    def record_trial(
+        self,
+        study_id: int,
+        number: int,
+        *,
+        params: Mapping[str, Any],
+        state: str = "running",
+        optuna_trial_id: int | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        speedup: float | None = None,
+        error: str | None = None,
+    ) -> TrialInfo:
+        """See `autoaccel.db.repository.record_trial`."""
         with self.session() as s:
-            return repo.record_trial(s, study_id, number, params=params, **fields)
+            return repo.record_trial(
+                s,
+                study_id,
+                number,
+                params=params,
+                state=state,
+                optuna_trial_id=optuna_trial_id,
+                metrics=metrics,
+                speedup=speedup,
+                error=error,
+            )
 
-    def update_trial(self, trial_id: int, **fields: Any) -> TrialInfo:
-        """See `autoaccel.db.repository.update_trial` (``state``, ``params``, ``metrics``, ``speedup``, ``error``)."""
+    def update_trial(
+        self,
+        trial_id: int,
+        *,
+        state: str | None = None,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        speedup: float | None = None,
+        error: str | None = None,
+    ) -> TrialInfo:
+        """See `autoaccel.db.repository.update_trial`."""
         with self.session() as s:
-            return repo.update_trial(s, trial_id, **fields)
+            return repo.update_trial(
+                s, trial_id, state=state, params=params, metrics=metrics, speedup=speedup, error=error
+            )
 
     def list_trials(self, study_id: int) -> list[TrialInfo]:
         with self.session() as s:
             return repo.list_trials(s, study_id)
 
     # -- recipes -----------------------------------------------------------------------------------------------------
-    def add_recipe(self, recipe: Recipe, **fields: Any) -> int:
-        """See `autoaccel.db.repository.add_recipe` (``hardware``, ``workload_fingerprint``, ``budget``, ...)."""
+    def add_recipe(
+        self,
+        recipe: Recipe,
+        *,
+        hardware: Any = None,
+        workload_fingerprint: str | None = None,
+        budget: str | None = None,
+        metrics: Mapping[str, Any] | None = None,
+        speedup: float | None = None,
+        validated: bool = True,
+        study: str | int | None = None,
+        source: str = "search",
+    ) -> int:
+        """Stores a recipe; returns its id. See `autoaccel.db.repository.add_recipe`."""
         with self.session() as s:
-            return repo.add_recipe(s, recipe, **fields)
+            return repo.add_recipe(
+                s,
+                recipe,
+                hardware=hardware,
+                workload_fingerprint=workload_fingerprint,
+                budget=budget,
+                metrics=metrics,
+                speedup=speedup,
+                validated=validated,
+                study=study,
+                source=source,
+            )
 
     def get_recipe(self, recipe_id: int) -> Recipe:
         with self.session() as s:
@@ -160,10 +220,35 @@ class RecipeDB:
         with self.session() as s:
             return repo.get_recipe_info(s, recipe_id)
 
-    def list_recipes(self, *, limit: int = 50, offset: int = 0, **filters: Any) -> tuple[list[RecipeInfo], int]:
-        """See `autoaccel.db.repository.list_recipes` for the filters."""
+    def list_recipes(
+        self,
+        *,
+        model_id: str | None = None,
+        revision: str | None = None,
+        hardware_key: str | None = None,
+        hardware_name: str | None = None,
+        arch_class: str | None = None,
+        workload_fingerprint: str | None = None,
+        validated: bool | None = None,
+        source: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> tuple[list[RecipeInfo], int]:
+        """Recipes matching every given filter, newest first: (one page, total count)."""
         with self.session() as s:
-            return repo.list_recipes(s, limit=limit, offset=offset, **filters)
+            return repo.list_recipes(
+                s,
+                model_id=model_id,
+                revision=revision,
+                hardware_key=hardware_key,
+                hardware_name=hardware_name,
+                arch_class=arch_class,
+                workload_fingerprint=workload_fingerprint,
+                validated=validated,
+                source=source,
+                limit=limit,
+                offset=offset,
+            )
 
     def delete_recipe(self, recipe_id: int) -> None:
         with self.session() as s:

@@ -172,7 +172,9 @@ def meets_budget(budget: Any, quality: Mapping[str, Any]) -> bool:
         if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
             value = clause.aggregate([float(v) for v in values])
         else:
-            found = [stats[k] for k in _AGG_KEYS.get(clause.agg, (clause.agg,)) if isinstance(stats.get(k), (int, float))]
+            found = [
+                stats[k] for k in _AGG_KEYS.get(clause.agg, (clause.agg,)) if isinstance(stats.get(k), (int, float))
+            ]
             if not found:
                 return False
             value = float(found[0])

@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -20,10 +22,26 @@ from sqlalchemy.engine import URL
 
 from .engine import engine_for, redact_url, translate_errors
 from .errors import DatabaseError, SchemaVersionError
-from .models import TABLE_PREFIX, VERSION_TABLE
+from .models import TABLE_PREFIX, VERSION_TABLE, Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 UPGRADE_COMMAND = "autoaccel db upgrade --db {url}"
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Only ``autoaccel_*`` tables are ours; Optuna's tables in the same database are left alone."""
+    return type_ != "table" or (name or "").startswith(TABLE_PREFIX)
+
+
+def context_options() -> dict[str, Any]:
+    """Options of every Alembic migration context of ours (used by ``migrations/env.py``)."""
+    return {
+        "target_metadata": Base.metadata,
+        "version_table": VERSION_TABLE,
+        "include_name": include_name,
+        "render_as_batch": True,
+        "compare_type": True,
+    }
 
 
 def alembic_config() -> Config:
@@ -82,13 +100,26 @@ def upgrade(url: str | URL | Engine | None = None, revision: str = "head") -> No
     Raises:
         DatabaseError: The database cannot be reached, or ``revision`` is unknown.
     """
+    _run("upgrade", url, revision)
+
+
+def downgrade(url: str | URL | Engine | None, revision: str) -> None:
+    """Downgrades the database at ``url`` to ``revision`` (``base`` drops our tables; Optuna's stay).
+
+    Raises:
+        DatabaseError: The database cannot be reached, or ``revision`` is unknown.
+    """
+    _run("downgrade", url, revision)
+
+
+def _run(action: str, url: str | URL | Engine | None, revision: str) -> None:
     with migration_connection(url) as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
         try:
-            command.upgrade(config, revision)
+            getattr(command, action)(config, revision)
         except CommandError as e:
-            raise DatabaseError(f"cannot upgrade {redact_url(conn.engine.url)} to {revision!r}: {e}") from None
+            raise DatabaseError(f"cannot {action} {redact_url(conn.engine.url)} to {revision!r}: {e}") from None
 
 
 def current(url: str | URL | Engine | None = None) -> str | None:
@@ -97,6 +128,17 @@ def current(url: str | URL | Engine | None = None) -> str | None:
     try:
         with translate_errors(engine.url), engine.connect() as conn:
             return _current(conn)
+    finally:
+        if engine is not url:
+            engine.dispose()
+
+
+def schema_diff(url: str | URL | Engine | None = None) -> list[Any]:
+    """Differences between the database's tables and the models (Alembic autogenerate); empty when they agree."""
+    engine = url if isinstance(url, Engine) else engine_for(url)
+    try:
+        with translate_errors(engine.url), engine.connect() as conn:
+            return compare_metadata(MigrationContext.configure(conn, opts=context_options()), Base.metadata)
     finally:
         if engine is not url:
             engine.dispose()
@@ -133,7 +175,11 @@ def check_schema(engine: Engine, *, create: bool = True) -> str:
             )
         if not create:
             raise SchemaVersionError(f"{redact_url(engine.url)} has no autoaccel schema; create it with: {fix}")
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except DatabaseError:
+            if current(engine) != head:  # else another process created the schema at the same time
+                raise
         return head
     known = {rev.revision for rev in script_directory().walk_revisions()}
     if revision not in known:

@@ -63,7 +63,7 @@ def _one(session: Session, table: type[Base], **where: Any) -> Any:
     return session.scalars(select(table).filter_by(**where)).one()
 
 
-# -- models, hardware, workloads ----------------------------------------------------------------------------------------
+# -- models, hardware, workloads ------------------------------------------------------------------------------------
 def upsert_model(
     session: Session,
     model_id: str,
@@ -390,11 +390,7 @@ def list_recipes(
     if source is not None:
         where.append(RecipeRow.source == source)
     ids = (
-        select(RecipeRow.id)
-        .join(RecipeRow.model)
-        .join(RecipeRow.hardware)
-        .outerjoin(RecipeRow.workload)
-        .where(*where)
+        select(RecipeRow.id).join(RecipeRow.model).join(RecipeRow.hardware).outerjoin(RecipeRow.workload).where(*where)
     )
     total = session.scalar(select(func.count()).select_from(ids.subquery()))
     page = (

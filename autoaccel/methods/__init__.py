@@ -32,6 +32,8 @@ _MODULES = (
     "steps",
     "quantize",
     "attention_backend",
+    "quant_attention",
+    "sparse_attention",
     "block_cache",
     "taylorseer",
     "magcache",

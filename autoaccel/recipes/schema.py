@@ -137,6 +137,40 @@ class Recipe(BaseModel):
             return cls.load(recipe)
         raise RecipeError(f"expected a Recipe, dict, JSON string or path, got {type(recipe).__name__}")
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        repo_id: str,
+        revision: str | None = None,
+        *,
+        expected_base_model: str | None = None,
+        allow_base_model_mismatch: bool = False,
+        **kwargs: Any,
+    ) -> Recipe:
+        """Download (cached) and validate the recipe of a Hub repository; see `autoaccel.hub.load_recipe`.
+
+        Only ``autoaccel_recipe.json`` is read; ``expected_base_model`` refuses a recipe made for another model.
+        ``kwargs``: ``token``, ``cache_dir``, ``api``.
+        """
+        from ..hub import load_recipe
+
+        return load_recipe(
+            repo_id,
+            revision,
+            expected_base_model=expected_base_model,
+            allow_base_model_mismatch=allow_base_model_mismatch,
+            **kwargs,
+        )
+
+    def push_to_hub(
+        self, repo_id: str, token: str | None = None, private: bool = False, revision: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Publish to a lightweight Hub repository (recipe JSON, model card, Pareto plot); see
+        `autoaccel.hub.push_recipe`. ``kwargs``: ``pareto_plot``, ``commit_message``, ``api``. Returns the commit."""
+        from ..hub import push_recipe
+
+        return push_recipe(self, repo_id, token=token, private=private, revision=revision, **kwargs)
+
     # -- serialisation ------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -70,7 +70,7 @@ class FashionFluxPipeline(FluxPipeline):
 
 
 def build_vae() -> AutoencoderKL:
-    """Return the untrained VAE: 32x32x3 images <-> 8x8x4 latents (two downsamplings, no quant convs as in FLUX)."""
+    """Return the untrained VAE: 32x32x3 images <-> 8x8x8 latents (two downsamplings, no quant convs as in FLUX)."""
     return AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -78,7 +78,7 @@ def build_vae() -> AutoencoderKL:
         up_block_types=("UpDecoderBlock2D",) * 3,
         block_out_channels=(16, 32, 64),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=8,
         norm_num_groups=16,
         sample_size=NATIVE_SIZE,
         scaling_factor=1.0,
@@ -89,7 +89,7 @@ def build_vae() -> AutoencoderKL:
     )
 
 
-def build_transformer(latent_channels: int = 4) -> FluxTransformer2DModel:
+def build_transformer(latent_channels: int = 8) -> FluxTransformer2DModel:
     """Return the untrained denoiser: a FLUX transformer with 2 double-stream and 4 single-stream blocks, width 128."""
     return FluxTransformer2DModel(
         patch_size=1,

@@ -8,22 +8,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from autoaccel.db.migrate import migration_connection
-from autoaccel.db.models import TABLE_PREFIX, VERSION_TABLE, Base
+from autoaccel.db.migrate import context_options, migration_connection
 
-
-def include_name(name: str | None, type_: str, parent_names: object) -> bool:
-    """Only ``autoaccel_*`` tables are ours; Optuna's tables in the same database are left alone."""
-    return type_ != "table" or (name or "").startswith(TABLE_PREFIX)
-
-
-OPTIONS = dict(
-    target_metadata=Base.metadata,
-    version_table=VERSION_TABLE,
-    include_name=include_name,
-    render_as_batch=True,
-    compare_type=True,
-)
+OPTIONS = context_options()
 
 
 def run_offline() -> None:

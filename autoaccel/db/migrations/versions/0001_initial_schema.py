@@ -72,9 +72,7 @@ def upgrade() -> None:
         sa.Column("status", sa.String(16), nullable=False),
         sa.Column("created_at", _timestamp(), nullable=False),
         sa.Column("updated_at", _timestamp(), nullable=False),
-        sa.CheckConstraint(
-            "status IN ('running', 'complete', 'failed')", name=op.f("ck_autoaccel_studies_status")
-        ),
+        sa.CheckConstraint("status IN ('running', 'complete', 'failed')", name=op.f("ck_autoaccel_studies_status")),
         sa.ForeignKeyConstraint(
             ["model_ref_id"], ["autoaccel_models.id"], name=op.f("fk_autoaccel_studies_model_ref_id_autoaccel_models")
         ),

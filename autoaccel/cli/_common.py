@@ -1,0 +1,42 @@
+"""Shared CLI plumbing: the console and turning library errors into a clear message and a non-zero exit."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from ..errors import AutoAccelError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err_console, show_path=False)],
+        force=True,
+    )
+    logging.getLogger("autoaccel").setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Print library errors as one clear line and exit 1 (2 for bad usage); never a traceback."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        err_console.print("[yellow]interrupted[/yellow]")
+        raise typer.Exit(130) from None
+    except AutoAccelError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    except (OSError, ValueError) as e:
+        err_console.print(f"[red]error:[/red] {type(e).__name__}: {e}")
+        raise typer.Exit(1) from None
