@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -31,10 +33,17 @@ from autoaccel.errors import BudgetError, RecipeError
 from autoaccel.recipes import Recipe
 from tests._postgres import postgres_server, postgres_url  # noqa: F401
 
-H100 = {"key": "h100-cu124-torch2.13", "name": "NVIDIA H100 80GB HBM3", "device_kind": "cuda", "arch_class": "hopper"}
-H100_OTHER_DRIVER = {**H100, "key": "h100-cu128-torch2.13", "driver": "570.1"}
-H200 = {"key": "h200-cu124", "name": "NVIDIA H200", "device_kind": "cuda", "arch_class": "hopper"}
-A100 = {"key": "a100-cu124", "name": "NVIDIA A100-SXM4-80GB", "device_kind": "cuda", "arch_class": "ampere"}
+H100 = {
+    "key": "nvidia-h100-80gb-hbm3",
+    "name": "NVIDIA H100 80GB HBM3",
+    "device_kind": "cuda",
+    "arch_class": "hopper",
+    "driver_version": "550.54",
+    "torch_version": "2.13.0",
+}
+H100_OTHER_DRIVER = {**H100, "driver_version": "570.10"}
+H200 = {"key": "nvidia-h200", "name": "NVIDIA H200", "device_kind": "cuda", "arch_class": "hopper"}
+A100 = {"key": "nvidia-a100-sxm4-80gb", "name": "NVIDIA A100-SXM4-80GB", "device_kind": "cuda", "arch_class": "ampere"}
 WORKLOAD = {"height": 512, "width": 512, "steps": 20, "guidance": 3.5, "prompts": "fashion-v1"}
 MODEL = "org/fashion-flux"
 
@@ -67,19 +76,24 @@ def test_models_hardware_workloads_round_trip(db: RecipeDB):
     assert db.upsert_model(MODEL, "abc123", pipeline_class="FluxPipeline") == first
     assert db.upsert_model(MODEL) != first  # revision None is stored as "main", another row
 
-    profile = {**H100, "memory_gib": 80, "compute_capability": [9, 0], "torch": "2.13.0", "diffusers": "0.42.1"}
-    assert db.upsert_hardware(profile) == H100["key"]
-    assert db.upsert_hardware(profile) == H100["key"]
-    fp = db.upsert_workload(WORKLOAD)
-    assert fp == workload_fingerprint(dict(reversed(WORKLOAD.items()))) == db.upsert_workload(WORKLOAD)
-    assert fp != workload_fingerprint({**WORKLOAD, "steps": 28})
+    profile = {**H100, "memory_gib": 80, "compute_capability": [9, 0], "diffusers": "0.42.1"}
+    fp = db.upsert_hardware(profile)
+    assert (
+        fp == db.upsert_hardware(dict(reversed(profile.items()))) == db.upsert_hardware({**profile, "memory_gib": 81})
+    )
+    assert fp != db.upsert_hardware({**profile, "driver_version": "570.10"})  # another software stack
+    wl = db.upsert_workload(WORKLOAD)
+    assert wl == workload_fingerprint(dict(reversed(WORKLOAD.items()))) == db.upsert_workload(WORKLOAD)
+    assert wl != workload_fingerprint({**WORKLOAD, "steps": 28})
 
     with db.session() as s:
-        hw = s.scalars(select(HardwareProfileRow)).one()
-        assert (hw.name, hw.device_kind, hw.arch_class) == (H100["name"], "cuda", "hopper")
-        assert (hw.memory_bytes, hw.compute_capability, hw.torch_version) == (80 * 2**30, "9.0", "2.13.0")
-        assert hw.raw == {**profile, "compute_capability": [9, 0]}
+        hw = s.scalars(select(HardwareProfileRow).filter_by(fingerprint=fp)).one()
+        assert (hw.key, hw.name, hw.device_kind, hw.arch_class) == (H100["key"], H100["name"], "cuda", "hopper")
+        assert (hw.memory_bytes, hw.compute_capability, hw.driver) == (80 * 2**30, "9.0", "550.54")
+        assert (hw.torch_version, hw.diffusers_version) == ("2.13.0", "0.42.1")
+        assert hw.raw == profile
         assert hw.created_at.tzinfo == dt.timezone.utc
+        assert s.scalar(select(func.count()).select_from(HardwareProfileRow)) == 2
 
 
 def test_studies_and_trials_round_trip(db: RecipeDB):
@@ -155,6 +169,26 @@ def test_recipes_round_trip(db: RecipeDB):
         db.delete_recipe(rid)
 
 
+def test_hardware_profile_and_workload_objects(db: RecipeDB):
+    # The identities must agree with autoaccel.hardware and autoaccel.workload, whichever spelling is stored.
+    from autoaccel.hardware import HardwareProfile
+    from autoaccel.workload import Workload
+
+    profile = HardwareProfile.current("cpu")
+    workload = Workload(prompts=["a red dress"], seeds=[0, 1], num_inference_steps=4, height=64, width=64)
+    rid = db.add_recipe(make_recipe(), hardware=profile, workload=workload, speedup=1.5)
+    info = db.get_recipe_info(rid)
+    assert (info.hardware_key, info.hardware_name, info.arch_class) == (profile.key(), profile.name, profile.arch_class)
+    assert info.workload_fingerprint == workload.fingerprint() == workload_fingerprint(workload.to_dict())
+    assert (
+        db.upsert_hardware(profile.model_dump(mode="json")) == db.upsert_hardware(profile) == info.hardware_fingerprint
+    )
+    match = db.best_recipe(MODEL, None, profile.model_dump(mode="json"), workload.fingerprint())
+    assert (match.recipe_id, match.fallback) == (rid, "exact")
+    newer = profile.model_copy(update={"torch_version": "9.9.9"})
+    assert db.best_recipe(MODEL, None, newer, workload.fingerprint()).fallback == "same_gpu"
+
+
 def test_invalid_records_are_refused(db: RecipeDB):
     with pytest.raises(RecipeError, match="model_id"):
         db.add_recipe(Recipe.from_dict({"schema_version": 1, "methods": []}), hardware=H100, speedup=2.0)
@@ -166,6 +200,10 @@ def test_invalid_records_are_refused(db: RecipeDB):
         db.add_recipe(make_recipe(), speedup=2.0)
     with pytest.raises(InvalidRecordError, match="device name"):
         db.upsert_hardware({"key": "x", "arch_class": "hopper"})
+    with pytest.raises(InvalidRecordError, match="not both"):
+        db.add_recipe(make_recipe(), hardware=H100, speedup=2.0, workload=WORKLOAD, workload_fingerprint="ab")
+    with pytest.raises(NotFoundError, match="workload"):
+        db.add_recipe(make_recipe(), hardware=H100, speedup=2.0, workload_fingerprint="ab")
     with pytest.raises(InvalidRecordError, match=r"metrics\.lpips: object"):
         db.add_recipe(make_recipe(), hardware=H100, speedup=2.0, metrics={"lpips": object()})
     with pytest.raises(NotFoundError, match="study"):
@@ -240,23 +278,25 @@ def test_best_recipe_exact_and_budget(db: RecipeDB, catalogue, caplog):
     assert db.best_recipe(MODEL, "other-revision", H100, wl) is None
     assert db.best_recipe(MODEL, None, H100, wl).recipe_id == catalogue["h100_fast"]
     assert db.best_recipe("org/other", None, H100, wl) is None
-    # a stored hardware key works as well as a profile
-    assert db.best_recipe(MODEL, "abc123", H100["key"], wl).recipe_id == catalogue["h100_fast"]
+    # a bare device key has no software versions: every stack on that device is exact
+    by_key = db.best_recipe(MODEL, "abc123", H100["key"], wl, "p90(lpips)<0.06")
+    assert (by_key.recipe_id, by_key.fallback) == (catalogue["h100b"], "exact")
+    by_fingerprint = db.best_recipe(MODEL, "abc123", db.upsert_hardware(H100), wl, "p90(lpips)<0.06")
+    assert (by_fingerprint.recipe_id, by_fingerprint.fallback) == (catalogue["h100b"], "same_gpu")
     with pytest.raises(BudgetError):
         db.best_recipe(MODEL, "abc123", H100, wl, "lpips>0.1")
 
 
 def test_best_recipe_fallbacks(db: RecipeDB, catalogue, caplog):
     wl = workload_fingerprint(WORKLOAD)
-    new_h100 = {**H100, "key": "h100-new-stack", "name": "nvidia h100 80gb hbm3"}  # name compared case-insensitively
+    new_stack = {**H100, "torch_version": "2.14.0"}
     with caplog.at_level(logging.WARNING, logger="autoaccel.db"):
-        same_gpu = db.best_recipe(MODEL, "abc123", new_h100, wl)
-    assert (same_gpu.recipe_id, same_gpu.fallback, same_gpu.hardware_key) == (
-        catalogue["h100_fast"],
-        "same_gpu",
-        H100["key"],
-    )
-    assert "validate it on this machine" in caplog.text and "h100-new-stack" in caplog.text
+        same_gpu = db.best_recipe(MODEL, "abc123", new_stack, wl)
+    assert (same_gpu.recipe_id, same_gpu.fallback) == (catalogue["h100_fast"], "same_gpu")
+    assert same_gpu.hardware_key == H100["key"]
+    assert "validate it on this machine" in caplog.text and "same GPU model" in caplog.text
+    renamed = {**H100, "key": "h100-custom-key", "name": "nvidia h100 80gb hbm3"}  # names compare ignoring case
+    assert db.best_recipe(MODEL, "abc123", renamed, wl).fallback == "same_gpu"
 
     gh200 = {"key": "gh200", "name": "NVIDIA GH200", "arch_class": "hopper"}
     same_arch = db.best_recipe(MODEL, "abc123", gh200, wl, "lpips<0.1")
@@ -321,6 +361,36 @@ def test_concurrent_first_use_creates_the_schema_once(db_url: str):
     assert not errors and current(db_url) == head_revision()
 
 
+_WORKER = """
+import sys
+from autoaccel.db import RecipeDB
+print("ready", flush=True)
+sys.stdin.readline()
+with RecipeDB(sys.argv[1]) as db:
+    hardware = {"key": "h100", "name": "NVIDIA H100"}
+    print(db.create_or_get_study("shared", model_id="org/model", hardware=hardware).id)
+"""
+
+
+def test_processes_share_a_new_database(db_url: str):
+    # Separate processes create the schema and the same study at once: the database's own locks must decide.
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _WORKER, db_url], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
+    assert [p.stdout.readline().strip() for p in procs] == ["ready"] * 3
+    for p in procs:  # release all of them before waiting for any
+        p.stdin.write("go\n")
+        p.stdin.close()
+    outputs = [p.stdout.read().split() for p in procs]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
+    assert len({tuple(o) for o in outputs}) == 1 and len(outputs[0]) == 1
+    with RecipeDB(db_url) as db:
+        assert db.get_study("shared").id == int(outputs[0][0])
+
+
 # -- migrations --------------------------------------------------------------------------------------------------------
 def test_single_head():
     assert script_directory().get_heads() == [head_revision()] == ["0002"]
@@ -345,23 +415,22 @@ def test_upgrade_from_0001_with_data(db_url: str):
     t = meta.tables
     now = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
     with engine.begin() as conn:
-        conn.execute(insert(t["autoaccel_models"]).values(id=1, model_id=MODEL, revision="abc123", created_at=now))
-        conn.execute(
-            insert(t["autoaccel_hardware"]).values(
-                id=1,
-                fingerprint=H100["key"],
-                name=H100["name"],
-                device_kind="cuda",
-                arch_class="hopper",
-                raw=H100,
-                created_at=now,
+        models, hardware = t["autoaccel_models"], t["autoaccel_hardware"]
+        model_ref_id = conn.execute(
+            insert(models).values(model_id=MODEL, revision="abc123", created_at=now).returning(models.c.id)
+        ).scalar_one()
+        hardware_id = conn.execute(
+            insert(hardware)
+            .values(
+                fingerprint="f" * 32, key=H100["key"], name=H100["name"], device_kind="cuda", raw=H100, created_at=now
             )
-        )
+            .returning(hardware.c.id)
+        ).scalar_one()
         conn.execute(
             insert(t["autoaccel_recipes"]).values(
-                id=5,
-                model_ref_id=1,
-                hardware_id=1,
+                id=5,  # kept by the batch-mode table copy
+                model_ref_id=model_ref_id,
+                hardware_id=hardware_id,
                 recipe=make_recipe().to_dict(),
                 speedup=2.0,
                 quality=quality(0.04, 0.07),

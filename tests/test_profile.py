@@ -13,6 +13,9 @@ from autoaccel.budget import Budget
 from autoaccel.profiling import (
     Measurement,
     ProfileError,
+    _cache,
+    _flops,
+    _timing,
     count_denoiser_flops,
     mean_interval,
     profile,
@@ -92,9 +95,12 @@ def test_halving_steps_halves_denoiser_flops(pipe, workload):
 def test_count_denoiser_flops_counts_only_the_denoiser(pipe, workload):
     per_step = count_denoiser_flops(pipe, workload.model_copy(update={"num_inference_steps": 1}))
     assert count_denoiser_flops(pipe, workload) == STEPS * per_step > 0
-    with torch.utils.flop_counter.FlopCounterMode(display=False) as everything:
+    formulas = _flops.EXTRA_FLOP_FORMULAS
+    with torch.utils.flop_counter.FlopCounterMode(display=False, custom_mapping=formulas) as everything:
         pipe(**workload.pipeline_kwargs(workload.items()[:1]))
     assert everything.get_total_flops() > STEPS * per_step  # text encoders and the VAE are excluded
+    sdpa = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    assert everything.get_flop_counts()["Global"][sdpa] > 0  # CPU attention is counted
 
 
 def test_measurement_json_round_trip(pipe, workload, tmp_path):
@@ -135,6 +141,25 @@ def test_baseline_cache_hits_and_recovers_from_corruption(pipe, workload, tmp_pa
     assert _profile(pipe, IDENTITY, other, cache_dir=tmp_path).baseline_items_computed == 2
 
 
+def test_interrupted_cache_write_leaves_no_corrupt_entry(pipe, workload, tmp_path, monkeypatch):
+    real_replace, calls = _cache.os.replace, []
+
+    def interrupt_sidecar(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the first item's tensor is in place, its sidecar not yet
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(_cache.os, "replace", interrupt_sidecar)
+    with pytest.raises(KeyboardInterrupt):
+        _profile(pipe, IDENTITY, workload, cache_dir=tmp_path)
+    monkeypatch.undo()
+    assert str(calls[1]).endswith(".json") and not list(tmp_path.rglob("*.tmp"))
+    assert len(list(tmp_path.rglob("*.safetensors"))) == 1 and not list(tmp_path.rglob("*.json"))
+    m = _profile(pipe, IDENTITY, workload, cache_dir=tmp_path)
+    assert m.baseline_items_computed == 2 and m.per_image["lpips"] == [0.0, 0.0]
+
+
 @pytest.mark.parametrize("error", [RuntimeError("metric failed"), KeyboardInterrupt()])
 def test_pipeline_restored_when_profiling_fails(pipe, workload, monkeypatch, error):
     scheduler = pipe.scheduler
@@ -152,7 +177,7 @@ def test_pipeline_restored_when_profiling_fails(pipe, workload, monkeypatch, err
 
 def test_pipeline_restored_when_interrupted_during_candidate_timing(pipe, workload, monkeypatch):
     scheduler, before = pipe.scheduler, _outputs(pipe, workload)
-    timed = run_module._timed
+    timed = _timing.timed
     calls = []
 
     def interrupt_second(fn, device):
@@ -161,7 +186,7 @@ def test_pipeline_restored_when_interrupted_during_candidate_timing(pipe, worklo
             raise KeyboardInterrupt
         return timed(fn, device)
 
-    monkeypatch.setattr(run_module, "_timed", interrupt_second)
+    monkeypatch.setattr(_timing, "timed", interrupt_second)
     with pytest.raises(KeyboardInterrupt):
         _profile(pipe, _recipe("steps", num_inference_steps=2), workload, metrics=("psnr",))
     assert calls[0] is None and calls[1] is not None

@@ -198,3 +198,11 @@ def test_arch_classes():
     assert arch_class_for("cuda", capability=(6, 1)) == "cuda-sm61"
     assert arch_class_for("cpu", machine="x86_64") == "cpu-x86_64"
     assert arch_class_for("cpu", machine="arm64") == "cpu-arm64"
+
+
+def test_gpu_keys():
+    common = dict(device_kind="cuda", machine="x86_64", torch_version="2", autoaccel_version="0", num_threads=1)
+    h100 = HardwareProfile(name="NVIDIA H100 80GB HBM3", arch_class="hopper", compute_capability="9.0", **common)
+    assert h100.key() == "nvidia-h100-80gb-hbm3"
+    v100 = HardwareProfile(name="Tesla V100-SXM2-16GB", arch_class="volta", **common)
+    assert v100.key() == "nvidia-tesla-v100-sxm2-16gb"

@@ -39,7 +39,7 @@ class RecipeDB:
 
     Example:
         >>> db = RecipeDB("sqlite:///recipes.db")
-        >>> recipe_id = db.add_recipe(recipe, hardware=profile.to_dict() | {"key": profile.key()})
+        >>> recipe_id = db.add_recipe(recipe, hardware=HardwareProfile.current(), workload=workload, speedup=2.1)
         >>> match = db.best_recipe("org/model", None, hardware=profile, budget="lpips<0.1")
     """
 
@@ -95,12 +95,12 @@ class RecipeDB:
             return repo.upsert_model(s, model_id, revision, pipeline_class=pipeline_class, family=family).id
 
     def upsert_hardware(self, hardware: Any) -> str:
-        """Stores a hardware profile (dict or `HardwareProfile`) if new; returns its key."""
+        """Stores a hardware profile (dict or `HardwareProfile`) if new; returns its fingerprint (device + software)."""
         with self.session() as s:
             return repo.upsert_hardware(s, hardware).fingerprint
 
-    def upsert_workload(self, workload: Mapping[str, Any]) -> str:
-        """Stores a workload spec if new; returns its fingerprint."""
+    def upsert_workload(self, workload: Any) -> str:
+        """Stores a workload (dict or `Workload`) if new; returns its fingerprint."""
         with self.session() as s:
             return repo.upsert_workload(s, workload).fingerprint
 
@@ -112,7 +112,7 @@ class RecipeDB:
         model_id: str,
         hardware: Any,
         revision: str | None = None,
-        workload: Mapping[str, Any] | str | None = None,
+        workload: Any = None,
         budget: str | None = None,
         optuna_study_name: str | None = None,
     ) -> StudyInfo:
@@ -190,6 +190,7 @@ class RecipeDB:
         *,
         hardware: Any = None,
         workload_fingerprint: str | None = None,
+        workload: Any = None,
         budget: str | None = None,
         metrics: Mapping[str, Any] | None = None,
         speedup: float | None = None,
@@ -204,6 +205,7 @@ class RecipeDB:
                 recipe,
                 hardware=hardware,
                 workload_fingerprint=workload_fingerprint,
+                workload=workload,
                 budget=budget,
                 metrics=metrics,
                 speedup=speedup,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from ..errors import RecipeError
 from ..recipes import Recipe
 from .models import HardwareProfileRow, ModelRef, RecipeRow, WorkloadRow
-from .records import hardware_dict
+from .records import hardware_columns, hardware_dict
 
 logger = logging.getLogger("autoaccel.db")
 
@@ -60,8 +60,10 @@ def best_recipe(
     resolution and above all on the number of steps, which several methods (caches, step schedules) are tuned to.
     The hardware is relaxed in this order, and the first level with a recipe that meets the budget wins:
 
-    1. ``exact``: the same hardware key (device, driver, torch and diffusers versions).
-    2. ``same_gpu``: the same device name (case-insensitive), e.g. another driver or torch version.
+    1. ``exact``: the same device and software stack (driver, CUDA, torch and diffusers versions), i.e. the same
+       hardware fingerprint. A bare device key carries no versions: any stack on that device is exact.
+    2. ``same_gpu``: the same device (same key, e.g. ``nvidia-h100-80gb-hbm3``, or the same name ignoring case)
+       with another software stack.
     3. ``same_arch``: the same architecture class (e.g. ``hopper``), another device.
 
     Fallbacks log a warning: the speedup (and, for methods such as quantization, the quality) was measured
@@ -75,7 +77,7 @@ def best_recipe(
     Args:
         session: Open session.
         model_id / revision: The model.
-        hardware: This machine: a hardware dict, a `HardwareProfile` or a stored hardware key.
+        hardware: This machine: a `HardwareProfile`, a hardware dict, a device key or a stored hardware fingerprint.
         workload_fingerprint: `autoaccel.db.workload_fingerprint` of the workload, or None for any.
         budget: Budget text such as ``"p90(lpips)<0.15 and psnr>30"``, or None.
 
@@ -83,15 +85,15 @@ def best_recipe(
         BudgetError: ``budget`` does not parse.
     """
     meets = _budget_check(budget)
-    key, name, arch = _identity(session, hardware)
+    target = _target(session, hardware)
     hw = HardwareProfileRow
-    same_hw = [hw.fingerprint == key]
-    if name:
-        same_hw.append(func.lower(hw.name) == name.lower())
-    if arch:
-        same_hw.append(hw.arch_class == arch)
+    same_hw = [hw.key == target.key]
+    if target.name:
+        same_hw.append(func.lower(hw.name) == target.name.lower())
+    if target.arch:
+        same_hw.append(hw.arch_class == target.arch)
     query = (
-        select(RecipeRow, hw.fingerprint, hw.name, hw.arch_class)
+        select(RecipeRow, hw)
         .join(RecipeRow.model)
         .join(RecipeRow.hardware)
         .outerjoin(RecipeRow.workload)
@@ -103,14 +105,9 @@ def best_recipe(
     if workload_fingerprint is not None:
         query = query.where(WorkloadRow.fingerprint == workload_fingerprint)
     candidates = session.execute(query).all()
-    levels: list[tuple[Fallback, Callable[[str, str, str | None], bool]]] = [
-        ("exact", lambda k, n, a: k == key),
-        ("same_gpu", lambda k, n, a: bool(name) and n.lower() == name.lower()),
-        ("same_arch", lambda k, n, a: bool(arch) and a == arch),
-    ]
-    for level, matches in levels:
-        for row, row_key, row_name, row_arch in candidates:
-            if not matches(row_key, row_name, row_arch) or not meets(row):
+    for level in ("exact", "same_gpu", "same_arch"):
+        for row, row_hw in candidates:
+            if _level(target, row_hw) != level or not meets(row):
                 continue
             try:
                 recipe = Recipe.from_dict(row.recipe)
@@ -119,28 +116,48 @@ def best_recipe(
                 continue
             if level != "exact":
                 logger.warning(
-                    "no recipe for %s measured on this hardware (%s); using recipe %d measured on %s (%s, %s match): "
+                    "no recipe for %s measured on this hardware (%s); using recipe %d measured on %s (%s, %s): "
                     "validate it on this machine before relying on its speedup and quality",
                     model_id,
-                    key,
+                    target.key,
                     row.id,
-                    row_name,
-                    row_key,
-                    level.replace("_", " "),
+                    row_hw.name,
+                    row_hw.key,
+                    "same GPU model, other software" if level == "same_gpu" else f"same architecture {target.arch}",
                 )
-            return Match(recipe, row.id, level, row.speedup, row_key, row_name)
+            return Match(recipe, row.id, level, row.speedup, row_hw.key, row_hw.name)  # type: ignore[arg-type]
     return None
 
 
-def _identity(session: Session, hardware: Any) -> tuple[str, str | None, str | None]:
-    """(key, device name, architecture class) of a hardware dict, profile, or stored key."""
+@dataclass(frozen=True)
+class _Target:
+    fingerprint: str | None  # None: a bare device key was given, so any software stack on that device is exact
+    key: str
+    name: str | None
+    arch: str | None
+
+
+def _target(session: Session, hardware: Any) -> _Target:
     if isinstance(hardware, str):
-        row = session.scalars(select(HardwareProfileRow).filter_by(fingerprint=hardware)).one_or_none()
-        return hardware, (row.name if row else None), (row.arch_class if row else None)
-    data = hardware_dict(hardware)
-    name = next((data[k] for k in ("name", "device_name", "gpu_name", "cpu_name") if data.get(k)), None)
-    arch = data.get("arch_class")
-    return str(data["key"]), (str(name) if name else None), (str(arch) if arch else None)
+        where = or_(HardwareProfileRow.fingerprint == hardware, HardwareProfileRow.key == hardware)
+        row = session.scalars(select(HardwareProfileRow).where(where).limit(1)).first()
+        if row is None:
+            return _Target(None, hardware, None, None)
+        exact = row.fingerprint if row.fingerprint == hardware else None
+        return _Target(exact, row.key, row.name, row.arch_class)
+    columns = hardware_columns(hardware_dict(hardware))
+    return _Target(columns["fingerprint"], columns["key"], columns["name"], columns["arch_class"])
+
+
+def _level(target: _Target, row: HardwareProfileRow) -> Fallback | None:
+    same_device = row.key == target.key or (target.name is not None and row.name.lower() == target.name.lower())
+    if same_device and target.fingerprint in (None, row.fingerprint):
+        return "exact"
+    if same_device:
+        return "same_gpu"
+    if target.arch is not None and row.arch_class == target.arch:
+        return "same_arch"
+    return None
 
 
 def _budget_check(budget: str | None) -> Callable[[RecipeRow], bool]:

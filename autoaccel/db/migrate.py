@@ -6,6 +6,7 @@ The migration scripts ship in the package (``autoaccel/db/migrations``); Alembic
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ from .models import TABLE_PREFIX, VERSION_TABLE, Base
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 UPGRADE_COMMAND = "autoaccel db upgrade --db {url}"
+_PG_LOCK_ID = 0x6175746F616363  # "autoacc": the advisory lock that serialises our migrations
+_LOCK = threading.Lock()  # Alembic's `context` and `op` are module globals: one migration per process at a time
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
@@ -70,9 +73,11 @@ def head_revision() -> str:
 
 @contextmanager
 def migration_connection(url: str | URL | Engine | None = None) -> Iterator[Connection]:
-    """A connection for Alembic, committed on success; SQLite foreign keys are off while it is open.
+    """A connection for Alembic holding the database's migration lock, in one transaction committed on success.
 
-    Batch mode rebuilds SQLite tables by copy-and-drop; with foreign keys on, the drop could cascade to other tables.
+    The lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction advisory lock) makes concurrent first uses of a
+    new database wait for each other instead of creating the tables twice. SQLite foreign keys are off meanwhile:
+    batch mode rebuilds tables by copy-and-drop, and with foreign keys on the drop could cascade to other tables.
     """
     engine = url if isinstance(url, Engine) else engine_for(url)
     try:
@@ -81,6 +86,9 @@ def migration_connection(url: str | URL | Engine | None = None) -> Iterator[Conn
             if sqlite:
                 conn.exec_driver_sql("PRAGMA foreign_keys = OFF")
                 conn.commit()
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_ID})")
             try:
                 yield conn
                 conn.commit()
@@ -113,7 +121,7 @@ def downgrade(url: str | URL | Engine | None, revision: str) -> None:
 
 
 def _run(action: str, url: str | URL | Engine | None, revision: str) -> None:
-    with migration_connection(url) as conn:
+    with _LOCK, migration_connection(url) as conn:
         config = alembic_config()
         config.attributes["connection"] = conn
         try:
@@ -175,11 +183,7 @@ def check_schema(engine: Engine, *, create: bool = True) -> str:
             )
         if not create:
             raise SchemaVersionError(f"{redact_url(engine.url)} has no autoaccel schema; create it with: {fix}")
-        try:
-            upgrade(engine)
-        except DatabaseError:
-            if current(engine) != head:  # else another process created the schema at the same time
-                raise
+        upgrade(engine)  # waits for a concurrent creator, then finds the schema at head
         return head
     known = {rev.revision for rev in script_directory().walk_revisions()}
     if revision not in known:

@@ -92,17 +92,23 @@ class ModelRef(Base):
 
 
 class HardwareProfileRow(Base):
-    """A device and software stack; ``fingerprint`` is the profile's key. ``raw`` keeps the whole profile."""
+    """A device and the software stack measured on it. ``raw`` keeps the whole profile.
+
+    ``key`` names the device (`autoaccel.hardware.HardwareProfile.key`, e.g. ``nvidia-h100-80gb-hbm3``); the unique
+    ``fingerprint`` hashes the device and its driver, CUDA, torch and diffusers versions.
+    """
 
     __tablename__ = "autoaccel_hardware"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    fingerprint: Mapped[str] = mapped_column(String(255), unique=True)
-    name: Mapped[str] = mapped_column(String(255), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    key: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
     device_kind: Mapped[str] = mapped_column(String(32))
     arch_class: Mapped[str | None] = mapped_column(String(64), index=True)
     memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     driver: Mapped[str | None] = mapped_column(String(64))
+    cuda_version: Mapped[str | None] = mapped_column(String(32))
     compute_capability: Mapped[str | None] = mapped_column(String(16))
     torch_version: Mapped[str | None] = mapped_column(String(64))
     diffusers_version: Mapped[str | None] = mapped_column(String(64))

@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,17 +20,30 @@ from .models import HardwareProfileRow, RecipeRow, Study, Trial
 
 DEFAULT_REVISION = "main"
 
-# Keys read from a hardware profile dict (first present wins). Everything is also kept verbatim in ``raw``.
+# Keys read from a hardware profile dict (first present wins; `autoaccel.hardware.HardwareProfile` field names come
+# first). Everything is also kept verbatim in ``raw``.
 _HARDWARE_KEYS = {
     "name": ("name", "device_name", "gpu_name", "cpu_name"),
     "device_kind": ("device_kind", "kind", "device_type", "device"),
     "arch_class": ("arch_class",),
-    "driver": ("driver", "driver_version"),
+    "driver": ("driver_version", "driver"),
+    "cuda_version": ("cuda_version", "cuda"),
     "compute_capability": ("compute_capability",),
     "torch_version": ("torch_version", "torch"),
     "diffusers_version": ("diffusers_version", "diffusers"),
 }
 _MEMORY_KEYS = (("memory_bytes", 1), ("total_memory", 1), ("memory_gib", 2**30), ("memory_gb", 10**9))
+# What makes two measurements "on the same hardware": the device and the software stack that runs the kernels.
+_STACK = (
+    "key",
+    "device_kind",
+    "name",
+    "driver",
+    "cuda_version",
+    "compute_capability",
+    "torch_version",
+    "diffusers_version",
+)
 
 
 def to_json(value: Any, field: str) -> Any:
@@ -59,57 +73,93 @@ def to_json(value: Any, field: str) -> Any:
     raise InvalidRecordError(f"{field}: {type(value).__name__} {value!r} cannot be stored as JSON")
 
 
-def fingerprint(data: Mapping[str, Any]) -> str:
-    """32 hex digits of SHA-256 over canonical JSON (sorted keys, no spaces): equal dicts, equal fingerprints."""
+def fingerprint(data: Any, length: int = 64) -> str:
+    """SHA-256 hex (first ``length`` digits) of canonical JSON (sorted keys, no spaces): equal data, equal prints."""
     text = json.dumps(to_json(data, "fingerprint"), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
-def workload_fingerprint(workload: Mapping[str, Any]) -> str:
-    """The fingerprint a workload (resolution, steps, guidance, prompt set, ...) is stored and looked up under."""
-    return fingerprint(workload)
+def workload_fingerprint(workload: Any) -> str:
+    """The fingerprint a workload is stored and looked up under.
+
+    A `autoaccel.workload.Workload` (or anything with ``fingerprint()``) gives its own; a dict that validates as a
+    `Workload` gives that workload's, so both spellings agree; any other dict the SHA-256 of its canonical JSON.
+
+    Raises:
+        InvalidRecordError: Neither a mapping nor an object with ``fingerprint()``.
+    """
+    if callable(getattr(workload, "fingerprint", None)):
+        return str(workload.fingerprint())
+    if not isinstance(workload, Mapping):
+        raise InvalidRecordError(f"workload must be a dict or a Workload, got {type(workload).__name__}")
+    try:
+        from ..workload import Workload
+
+        return Workload.from_dict(workload).fingerprint()
+    except Exception:  # not a full workload description (e.g. a summary in a recipe): hash it as it is
+        return fingerprint(workload)
+
+
+def workload_spec(workload: Any) -> dict[str, Any]:
+    """A workload as JSON (``to_dict()`` of a `Workload`)."""
+    if isinstance(workload, Mapping):
+        return to_json(workload, "workload")
+    if callable(getattr(workload, "to_dict", None)):
+        return to_json(workload.to_dict(), "workload")
+    raise InvalidRecordError(f"workload must be a dict or a Workload, got {type(workload).__name__}")
 
 
 def hardware_dict(hardware: Any) -> dict[str, Any]:
-    """A hardware profile as a dict with a ``key``: a mapping, or an object with ``to_dict()`` (and ``key()``).
+    """A hardware profile as a JSON dict with its device ``key``: a mapping, or an object with ``to_dict()`` or
+    ``model_dump()`` (and ``key()``), such as `autoaccel.hardware.HardwareProfile`.
 
-    Without a ``key`` the fingerprint of the whole dict is used, so pass the profile's own key when it has one.
+    A mapping without ``key`` gets `HardwareProfile.key` when it validates as a profile, else a slug of its name.
 
     Raises:
         InvalidRecordError: Not a mapping or profile, or no device name.
     """
     if isinstance(hardware, Mapping):
         data = dict(hardware)
-    elif callable(getattr(hardware, "to_dict", None)):
-        data = dict(hardware.to_dict())
+    else:
+        dump = getattr(hardware, "to_dict", None) or getattr(hardware, "model_dump", None)
+        if not callable(dump):
+            raise InvalidRecordError(f"hardware must be a dict or a HardwareProfile, got {type(hardware).__name__}")
+        data = dict(dump())
         key = getattr(hardware, "key", None)
         if "key" not in data and key is not None:
             data["key"] = key() if callable(key) else key
-        for attr in ("name", "arch_class"):
-            if attr not in data and isinstance(getattr(hardware, attr, None), str):
-                data[attr] = getattr(hardware, attr)
-    else:
-        raise InvalidRecordError(f"hardware must be a dict or a HardwareProfile, got {type(hardware).__name__}")
     data = to_json(data, "hardware")
-    if not _first(data, _HARDWARE_KEYS["name"]):
+    name = _first(data, _HARDWARE_KEYS["name"])
+    if not name:
         raise InvalidRecordError(f"hardware: no device name (one of {', '.join(_HARDWARE_KEYS['name'])}) in {data}")
     if not data.get("key"):
-        data["key"] = fingerprint({k: v for k, v in data.items() if k != "key"})
+        data["key"] = _profile_key(data) or re.sub(r"[^a-z0-9]+", "-", str(name).lower()).strip("-")
     return data
 
 
+def _profile_key(data: dict[str, Any]) -> str | None:
+    try:
+        from ..hardware import HardwareProfile
+
+        return HardwareProfile.model_validate({k: v for k, v in data.items() if k != "key"}).key()
+    except Exception:  # not a complete profile
+        return None
+
+
 def hardware_columns(data: Mapping[str, Any]) -> dict[str, Any]:
-    """Column values of `HardwareProfileRow` from a `hardware_dict`."""
+    """Column values of `HardwareProfileRow` from a `hardware_dict`; ``fingerprint`` covers device and software."""
     columns = {column: _first(data, keys) for column, keys in _HARDWARE_KEYS.items()}
     columns = {k: (v if v is None or isinstance(v, str) else _text(v)) for k, v in columns.items()}
     columns["device_kind"] = columns["device_kind"] or "unknown"
+    columns["key"] = str(data["key"])
     memory = None
     for key, scale in _MEMORY_KEYS:
         value = data.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             memory = int(value * scale)
             break
-    return {**columns, "fingerprint": str(data["key"]), "memory_bytes": memory, "raw": dict(data)}
+    stack = fingerprint({k: columns[k] for k in _STACK}, 32)
+    return {**columns, "fingerprint": stack, "memory_bytes": memory, "raw": dict(data)}
 
 
 def _first(data: Mapping[str, Any], keys: tuple[str, ...]) -> Any:
@@ -129,6 +179,7 @@ class StudyInfo:
     model_id: str
     revision: str
     hardware_key: str
+    hardware_fingerprint: str
     workload_fingerprint: str | None
     budget: str | None
     status: str
@@ -143,7 +194,8 @@ class StudyInfo:
             optuna_study_name=study.optuna_study_name,
             model_id=study.model.model_id,
             revision=study.model.revision,
-            hardware_key=study.hardware.fingerprint,
+            hardware_key=study.hardware.key,
+            hardware_fingerprint=study.hardware.fingerprint,
             workload_fingerprint=study.workload.fingerprint if study.workload else None,
             budget=study.budget,
             status=study.status,
@@ -181,6 +233,7 @@ class RecipeInfo:
     revision: str
     pipeline_class: str | None
     hardware_key: str
+    hardware_fingerprint: str
     hardware_name: str
     arch_class: str | None
     workload_fingerprint: str | None
@@ -200,7 +253,8 @@ class RecipeInfo:
             model_id=row.model.model_id,
             revision=row.model.revision,
             pipeline_class=row.model.pipeline_class,
-            hardware_key=hardware.fingerprint,
+            hardware_key=hardware.key,
+            hardware_fingerprint=hardware.fingerprint,
             hardware_name=hardware.name,
             arch_class=hardware.arch_class,
             workload_fingerprint=row.workload.fingerprint if row.workload else None,

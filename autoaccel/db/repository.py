@@ -39,6 +39,7 @@ from .records import (
     hardware_dict,
     to_json,
     workload_fingerprint,
+    workload_spec,
 )
 
 _RECIPE_JOINS = (joinedload(RecipeRow.model), joinedload(RecipeRow.hardware), joinedload(RecipeRow.workload))
@@ -92,13 +93,10 @@ def upsert_hardware(session: Session, hardware: Any) -> HardwareProfileRow:
     return _one(session, HardwareProfileRow, fingerprint=columns["fingerprint"])
 
 
-def upsert_workload(session: Session, workload: Mapping[str, Any]) -> WorkloadRow:
-    """The row of a workload spec, stored under `workload_fingerprint` (equal specs share a row)."""
-    if not isinstance(workload, Mapping):
-        raise InvalidRecordError(f"workload must be a dict, got {type(workload).__name__}")
-    spec = to_json(workload, "workload")
-    fp = workload_fingerprint(spec)
-    _insert_ignore(session, WorkloadRow, {"fingerprint": fp, "spec": spec}, ["fingerprint"])
+def upsert_workload(session: Session, workload: Any) -> WorkloadRow:
+    """The row of a workload (a dict or `autoaccel.workload.Workload`) under its `workload_fingerprint`."""
+    fp = workload_fingerprint(workload)
+    _insert_ignore(session, WorkloadRow, {"fingerprint": fp, "spec": workload_spec(workload)}, ["fingerprint"])
     return _one(session, WorkloadRow, fingerprint=fp)
 
 
@@ -110,7 +108,7 @@ def get_workload(session: Session, fingerprint: str) -> WorkloadRow:
     return row
 
 
-def _workload(session: Session, workload: Mapping[str, Any] | str | None) -> WorkloadRow | None:
+def _workload(session: Session, workload: Any) -> WorkloadRow | None:
     if workload is None:
         return None
     return get_workload(session, workload) if isinstance(workload, str) else upsert_workload(session, workload)
@@ -124,7 +122,7 @@ def create_or_get_study(
     model_id: str,
     hardware: Any,
     revision: str | None = None,
-    workload: Mapping[str, Any] | str | None = None,
+    workload: Any = None,
     budget: str | None = None,
     optuna_study_name: str | None = None,
 ) -> StudyInfo:
@@ -134,7 +132,7 @@ def create_or_get_study(
         name: Unique study name.
         model_id / revision: The model searched.
         hardware: Hardware profile dict or `HardwareProfile`.
-        workload: Workload spec (upserted) or the fingerprint of a stored one.
+        workload: Workload (dict or `Workload`, upserted) or the fingerprint of a stored one.
         budget: The quality budget text.
         optuna_study_name: Name of the Optuna study in the same database (default: ``name``).
 
@@ -160,9 +158,9 @@ def create_or_get_study(
     found = (study.model_ref_id, study.hardware_id, study.budget)
     if found != (model.id, hw.id, budget):
         raise InvalidRecordError(
-            f"study {name!r} exists for {study.model.model_id}@{study.model.revision} on {study.hardware.fingerprint} "
-            f"with budget {study.budget!r}; not {model_id}@{model.revision} on {hw.fingerprint} with {budget!r}. "
-            "Use another study name."
+            f"study {name!r} exists for {study.model.model_id}@{study.model.revision} on {study.hardware.key} "
+            f"({study.hardware.fingerprint}) with budget {study.budget!r}; not {model_id}@{model.revision} on "
+            f"{hw.key} ({hw.fingerprint}) with {budget!r}. Use another study name."
         )
     return StudyInfo.of(study)
 
@@ -268,6 +266,7 @@ def add_recipe(
     *,
     hardware: Any = None,
     workload_fingerprint: str | None = None,
+    workload: Any = None,
     budget: str | None = None,
     metrics: Mapping[str, Any] | None = None,
     speedup: float | None = None,
@@ -280,7 +279,8 @@ def add_recipe(
     Args:
         recipe: The recipe, stored as its JSON; it must name its ``model_id``.
         hardware: Where it was measured (dict or `HardwareProfile`); default ``recipe.hardware``.
-        workload_fingerprint: A stored workload; default: ``recipe.workload`` (upserted), else none.
+        workload_fingerprint: Fingerprint of a stored workload.
+        workload: Or the workload itself (dict or `Workload`, upserted). Default for both: ``recipe.workload``.
         budget: The budget it was validated against; default ``recipe.budget``.
         metrics: Validated quality aggregates per metric, e.g. ``{"lpips": {"mean": 0.04, "p90": 0.07}}``
             (``"values"`` may hold the per-image list); default: the dict-valued entries of ``recipe.metrics``.
@@ -307,7 +307,10 @@ def add_recipe(
         raise InvalidRecordError("add_recipe needs hardware= (or recipe.hardware): where was it measured?")
     model = upsert_model(session, recipe.model_id, recipe.revision, pipeline_class=recipe.pipeline_class)
     hw = upsert_hardware(session, hardware)
-    wl = _workload(session, workload_fingerprint if workload_fingerprint is not None else recipe.workload)
+    if workload is not None and workload_fingerprint is not None:
+        raise InvalidRecordError("give workload= or workload_fingerprint=, not both")
+    given = next((w for w in (workload_fingerprint, workload, recipe.workload) if w is not None), None)
+    wl = _workload(session, given)
     study_id = _study_id(session, study)
     row = RecipeRow(
         model_ref_id=model.id,
@@ -368,7 +371,7 @@ def list_recipes(
 ) -> tuple[list[RecipeInfo], int]:
     """Recipes matching every given filter, newest first: one page and the total count.
 
-    ``hardware_name`` matches case-insensitively.
+    ``hardware_key`` is the device key (`HardwareProfile.key`); ``hardware_name`` matches case-insensitively.
     """
     if limit < 0 or offset < 0:
         raise InvalidRecordError(f"limit and offset must be >= 0, got {limit} and {offset}")
@@ -378,7 +381,7 @@ def list_recipes(
     if revision is not None:
         where.append(ModelRef.revision == revision)
     if hardware_key is not None:
-        where.append(HardwareProfileRow.fingerprint == hardware_key)
+        where.append(HardwareProfileRow.key == hardware_key)
     if hardware_name is not None:
         where.append(func.lower(HardwareProfileRow.name) == hardware_name.lower())
     if arch_class is not None:

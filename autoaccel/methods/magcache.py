@@ -6,6 +6,9 @@ Follows Ma et al., "MagCache: Fast Video Generation with Magnitude-Aware Cache" 
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import io
 from typing import Any
 
 from diffusers.hooks import MagCacheConfig as DiffusersMagCacheConfig
@@ -66,10 +69,14 @@ def apply(pipe: Any, config: MagCacheConfig) -> Handle:
 def calibrate(pipe: Any, **call_kwargs: Any) -> list[float]:
     """Run ``pipe(**call_kwargs)`` once with nothing skipped and return the per-step magnitude ratios.
 
-    The step count is ``call_kwargs["num_inference_steps"]`` (required).
+    The step count is ``call_kwargs["num_inference_steps"]``, else the default of the pipeline's ``__call__``.
     """
     require_family(pipe, "magcache", TRANSFORMER_FAMILIES)
     steps = call_kwargs.get("num_inference_steps")
+    if steps is None:
+        param = inspect.signature(type(pipe).__call__).parameters.get("num_inference_steps")
+        steps = param.default if param is not None else None
+        call_kwargs = {**call_kwargs, "num_inference_steps": steps}
     if not isinstance(steps, int) or steps < 2:
         raise ValueError("calibrate needs num_inference_steps >= 2 in the call kwargs")
     dcfg = DiffusersMagCacheConfig(calibrate=True, num_inference_steps=steps)
@@ -90,7 +97,8 @@ def calibrate(pipe: Any, **call_kwargs: Any) -> list[float]:
                         ratios.append(float(state.calibration_ratios[-1]))
 
                 hook._perform_calibration_step = record
-        pipe(**call_kwargs)
+        with contextlib.redirect_stdout(io.StringIO()):  # diffusers prints the ratios; we return them
+            pipe(**call_kwargs)
     finally:
         handle.remove()
     if not ratios:

@@ -16,16 +16,10 @@ Example:
 """
 
 from autoaccel.profiling._cache import BaselineCache, default_cache_dir, pipeline_fingerprint
+from autoaccel.profiling._flops import DenoiserFlops, count_denoiser_flops
 from autoaccel.profiling._measurement import LatencyStats, Measurement, MemoryKind, MetricSummary
-from autoaccel.profiling._run import (
-    DenoiserFlops,
-    ProfileError,
-    count_denoiser_flops,
-    execution_device,
-    generate,
-    profile,
-    quality,
-)
+from autoaccel.profiling._outputs import execution_device, generate, quality
+from autoaccel.profiling._run import ProfileError, profile
 from autoaccel.profiling._stats import mean_interval, speedup_interval, t_quantile
 
 __all__ = [

@@ -61,8 +61,8 @@ def mean_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, 
     """``(mean, low, high)``: the mean with its Student-t confidence interval ``mean +- t * s / sqrt(n)``.
 
     Edge cases: a single value gives ``(v, -inf, inf)``; several equal values (including the infinite PSNR of
-    identical images) give ``(v, v, v)``; infinite values that are not all equal give the mean (``inf``) and ``(min, max)`` of
-    the values; any NaN gives NaN everywhere.
+    identical images) give ``(v, v, v)``; infinite values that are not all equal give the mean (``inf``) and
+    ``(min, max)`` of the values; any NaN gives NaN everywhere.
     """
     xs = [float(v) for v in values]
     if not xs:

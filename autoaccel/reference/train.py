@@ -1,4 +1,4 @@
-"""Train the reference model from a seed: VAE, then the FLUX transformer (rectified flow), and the classifier.
+"""Train the reference model from a seed: VAE, its decoder, the FLUX transformer (rectified flow), the classifier.
 
 Usage::
 
@@ -25,7 +25,7 @@ from autoaccel.reference.data import load_fashion_mnist
 from autoaccel.reference.model import build_pipeline
 from autoaccel.reference.prompts import CLASS_NAMES, class_prompts
 
-__all__ = ["encode_dataset", "main", "train_transformer", "train_vae"]
+__all__ = ["encode_dataset", "finetune_decoder", "main", "train_transformer", "train_vae"]
 
 COND_DROPOUT = 0.1
 """Probability of replacing a training prompt by the empty prompt (enables true classifier-free guidance)."""
@@ -67,6 +67,44 @@ def train_vae(vae: AutoencoderKL, images: torch.Tensor, *, steps: int, batch_siz
         if step % 100 == 0 or step == steps - 1:
             print(
                 f"[vae] step {step}/{steps} l1 {l1.item():.4f} mse {mse.item():.4f} kl {kl.item():.1f} "
+                f"({time.perf_counter() - start:.0f}s)",
+                flush=True,
+            )
+    return vae.eval().requires_grad_(False)
+
+
+def finetune_decoder(
+    vae: AutoencoderKL,
+    images: torch.Tensor,
+    latents: tuple[torch.Tensor, torch.Tensor],
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+) -> AutoencoderKL:
+    """Train only the decoder on posterior samples of the frozen encoder (sharper images, same latent space)."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    torch.manual_seed(seed + 1)
+    decoder = vae.decoder.train().requires_grad_(True)
+    opt = torch.optim.AdamW(decoder.parameters(), lr=5e-4, weight_decay=0.0)
+    mean, std = latents
+    start = time.perf_counter()
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr_at(step, steps, 5e-4, 50)
+        idx = torch.randint(len(images), (batch_size,), generator=gen)
+        x = _to_vae_input(images[idx])
+        z = mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=gen)
+        rec = vae.decode(z).sample
+        l1, mse = F.l1_loss(rec, x), F.mse_loss(rec, x)
+        loss = l1 + mse
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decoder.parameters(), 1.0)
+        opt.step()
+        if step % 100 == 0 or step == steps - 1:
+            print(
+                f"[decoder] step {step}/{steps} l1 {l1.item():.4f} mse {mse.item():.4f} "
                 f"({time.perf_counter() - start:.0f}s)",
                 flush=True,
             )
@@ -185,11 +223,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).with_name("fashion_flux"))
     parser.add_argument(
         "--components",
-        default="vae,transformer,classifier",
-        help="comma-separated subset of vae,transformer,classifier; others are loaded from --out",
+        default="vae,decoder,transformer,classifier",
+        help="comma-separated subset of vae,decoder,transformer,classifier; others are loaded from --out",
     )
     parser.add_argument("--vae-steps", type=int, default=1200)
     parser.add_argument("--vae-batch-size", type=int, default=64)
+    parser.add_argument("--decoder-steps", type=int, default=1500)
     parser.add_argument("--transformer-steps", type=int, default=2500)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -198,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     components = set(args.components.split(","))
-    unknown = components - {"vae", "transformer", "classifier"}
+    unknown = components - {"vae", "decoder", "transformer", "classifier"}
     if unknown:
         parser.error(f"unknown components {sorted(unknown)}")
     torch.set_num_threads(args.threads)
@@ -213,9 +252,11 @@ def main(argv: list[str] | None = None) -> None:
             out=args.classifier_out,
         )
         print(f"[classifier] test accuracy {acc:.4f}, saved to {args.classifier_out}", flush=True)
-    if not components & {"vae", "transformer"}:
+    if not components & {"vae", "decoder", "transformer"}:
         return
     pipe = build_pipeline(args.seed)
+    if "transformer" not in components and (args.out / "transformer").is_dir():
+        pipe.transformer = FluxTransformer2DModel.from_pretrained(str(args.out / "transformer"))
     if "vae" in components:
         train_vae(pipe.vae, train_images, steps=args.vae_steps, batch_size=args.vae_batch_size, seed=args.seed)
         latents = encode_dataset(pipe.vae, train_images)
@@ -229,6 +270,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         pipe.vae = AutoencoderKL.from_pretrained(str(args.out / "vae")).eval().requires_grad_(False)
         latents = encode_dataset(pipe.vae, train_images)
+    if "decoder" in components:
+        finetune_decoder(
+            pipe.vae, train_images, latents, steps=args.decoder_steps, batch_size=args.vae_batch_size, seed=args.seed
+        )
+        _save_pipeline(pipe, args.out)
+        print(f"[decoder] saved to {args.out}", flush=True)
     if "transformer" in components:
         pipe.transformer = train_transformer(
             pipe,

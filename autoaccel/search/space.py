@@ -83,9 +83,12 @@ def _knob(method: str, name: str, info: Any, override: Any = None) -> Knob | Non
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     search = dict(extra.get("search") or {})
     if override is not None:
-        if isinstance(override, (list, tuple)) and len(override) == 2 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in override
-        ) and "choices" not in search:
+        if (
+            isinstance(override, (list, tuple))
+            and len(override) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in override)
+            and "choices" not in search
+        ):
             search.update(low=override[0], high=override[1])
         else:
             search = {"choices": list(override)}

@@ -35,12 +35,14 @@ def upgrade() -> None:
     op.create_table(
         "autoaccel_hardware",
         sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("fingerprint", sa.String(255), nullable=False),
+        sa.Column("fingerprint", sa.String(64), nullable=False),
+        sa.Column("key", sa.String(255), nullable=False),
         sa.Column("name", sa.String(255), nullable=False),
         sa.Column("device_kind", sa.String(32), nullable=False),
         sa.Column("arch_class", sa.String(64), nullable=True),
         sa.Column("memory_bytes", sa.BigInteger(), nullable=True),
         sa.Column("driver", sa.String(64), nullable=True),
+        sa.Column("cuda_version", sa.String(32), nullable=True),
         sa.Column("compute_capability", sa.String(16), nullable=True),
         sa.Column("torch_version", sa.String(64), nullable=True),
         sa.Column("diffusers_version", sa.String(64), nullable=True),
@@ -49,7 +51,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_autoaccel_hardware")),
         sa.UniqueConstraint("fingerprint", name=op.f("uq_autoaccel_hardware_fingerprint")),
     )
-    op.create_index(op.f("ix_autoaccel_hardware_name"), "autoaccel_hardware", ["name"])
+    op.create_index(op.f("ix_autoaccel_hardware_key"), "autoaccel_hardware", ["key"])
     op.create_index(op.f("ix_autoaccel_hardware_arch_class"), "autoaccel_hardware", ["arch_class"])
     op.create_table(
         "autoaccel_workloads",

@@ -1,0 +1,49 @@
+"""Known-good settings enqueued first (warm start), from each method's paper or reference implementation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (methods) tuples; each is enqueued when all its methods are in the search space.
+PRESETS: list[list[tuple[str, dict[str, Any]]]] = [
+    # ParaAttention's First Block Cache default for FLUX (residual diff threshold 0.08) and a faster one.
+    [
+        (
+            "block_cache",
+            {"threshold": 0.08, "fn_blocks": 1, "bn_blocks": 0, "warmup_steps": 1, "max_consecutive_cached": 3},
+        )
+    ],
+    [
+        (
+            "block_cache",
+            {"threshold": 0.12, "fn_blocks": 1, "bn_blocks": 0, "warmup_steps": 1, "max_consecutive_cached": 4},
+        )
+    ],
+    # cache-dit's DBCache F1B0 / F8B0-style settings, scaled to the model's depth by the space's ranges.
+    [
+        (
+            "block_cache",
+            {"threshold": 0.05, "fn_blocks": 2, "bn_blocks": 1, "warmup_steps": 2, "max_consecutive_cached": 2},
+        )
+    ],
+    # TaylorSeer paper (N=5, O=1 for FLUX; diffusers' example: interval 5, order 1, 3 warm-up steps) and N=3.
+    [("taylorseer", {"interval": 5, "order": 1, "warmup_steps": 3})],
+    [("taylorseer", {"interval": 3, "order": 1, "warmup_steps": 3})],
+    # MagCache's FLUX defaults (threshold 0.06, K=3, retention 0.2); needs calibrated ratios (fixed by the search).
+    [("magcache", {"threshold": 0.06, "max_skip_steps": 3, "retention_ratio": 0.2})],
+    # Pyramid Attention Broadcast's default window (100, 800) with a range of 2.
+    [("pab", {"self_attention_skip_range": 2, "window_low_t": 100.0, "window_high_t": 800.0})],
+    # Adaptive-guidance style truncation after half of the steps.
+    [("cfg_truncation", {"after_fraction": 0.5})],
+    # DeepCache's uniform 1:3 schedule on the outermost branch.
+    [("deep_cache", {"interval": 3, "branch": 0, "warmup_steps": 1})],
+]
+
+
+def applicable_presets(groups: dict[str, list[str]], steps: int | None) -> list[list[tuple[str, dict[str, Any]]]]:
+    """Presets whose methods are all searchable here, plus 'fewer steps' at 3/4 and 1/2 of ``steps``."""
+    searchable = {m for methods in groups.values() for m in methods}
+    out = [p for p in PRESETS if all(name in searchable for name, _ in p)]
+    if steps and "steps" in searchable:
+        out += [[("steps", {"num_inference_steps": max(1, steps * k // 4)})] for k in (3, 2)]
+    return out
