@@ -385,6 +385,8 @@ def test_processes_share_a_new_database(db_url: str):
         p.stdin.write("go\n")
         p.stdin.close()
     outputs = [p.stdout.read().split() for p in procs]
+    for p in procs:
+        p.stdout.close()
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0]
     assert len({tuple(o) for o in outputs}) == 1 and len(outputs[0]) == 1
     with RecipeDB(db_url) as db:
@@ -489,8 +491,9 @@ def test_optuna_storage_shares_the_database(db_url: str):
     optuna = pytest.importorskip("optuna")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # Optuna first, then us (and the other way round below): no clash of tables or version tables
-    study = optuna.create_study(storage=db_url.replace("+psycopg", ""), study_name="opt")
-    study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=2)
+    first = optuna.storages.RDBStorage(db_url)
+    optuna.create_study(storage=first, study_name="opt").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    first.engine.dispose()
     with RecipeDB(db_url) as db:
         assert current(db_url) == head_revision()
         storage = db.optuna_storage()
@@ -499,6 +502,7 @@ def test_optuna_storage_shares_the_database(db_url: str):
         assert len(loaded.trials) == 3
         ours = db.create_or_get_study("ours", model_id=MODEL, hardware=H100, optuna_study_name="opt")
         db.record_trial(ours.id, 0, params=loaded.trials[0].params, optuna_trial_id=loaded.trials[0]._trial_id)
+        storage.engine.dispose()
     engine = engine_for(db_url)
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM trials")) == 3
@@ -515,6 +519,7 @@ def test_optuna_after_our_upgrade(tmp_path):
     upgrade(url)
     storage = optuna.storages.RDBStorage(url)
     optuna.create_study(storage=storage, study_name="later").optimize(lambda t: t.suggest_int("n", 0, 3), n_trials=1)
+    storage.engine.dispose()
     assert current(url) == head_revision()
     with RecipeDB(url) as db:
         assert db.list_recipes() == ([], 0)
@@ -533,8 +538,11 @@ def test_unreachable_database_is_a_clear_error():
 def test_sqlite_unwritable_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    with pytest.raises((DatabaseError, OSError)):
+    with pytest.raises(DatabaseError, match="cannot create the folder"):
         RecipeDB(f"sqlite:///{blocker / 'sub' / 'r.db'}")
+    blocker.write_text("this is not a database\n" * 100)
+    with pytest.raises(DatabaseError, match=f"{blocker}.*not a database"):
+        RecipeDB(f"sqlite:///{blocker}")
 
 
 def test_default_url_and_pragmas(tmp_path, monkeypatch):

@@ -84,12 +84,16 @@ def engine_for(url: str | URL | None = None, **kwargs: Any) -> Engine:
     Connecting is lazy: an unreachable server is reported by the first query.
 
     Raises:
-        DatabaseError: Bad URL, or its driver is not installed.
+        DatabaseError: Bad URL, its driver is not installed, or a SQLite file's folder cannot be created.
     """
     parsed = normalize_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).expanduser().parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise DatabaseError(f"cannot create the folder {folder} of {redact_url(parsed)}: {e.strerror}") from None
     if backend == "postgresql":
         kwargs.setdefault("connect_args", {}).setdefault("connect_timeout", POSTGRES_CONNECT_TIMEOUT_S)
         kwargs.setdefault("pool_pre_ping", True)

@@ -76,7 +76,10 @@ class RecipeDB:
             yield session
 
     def optuna_storage(self, **kwargs: Any) -> optuna.storages.RDBStorage:
-        """Optuna's storage in this database (its tables sit beside ours); ``kwargs`` go to ``RDBStorage``."""
+        """Optuna's storage in this database (its tables sit beside ours); ``kwargs`` go to ``RDBStorage``.
+
+        The storage has its own engine: ``storage.engine.dispose()`` when done with it.
+        """
         import optuna
 
         return optuna.storages.RDBStorage(self.engine.url.render_as_string(hide_password=False), **kwargs)

@@ -96,7 +96,7 @@ def workload_fingerprint(workload: Any) -> str:
         from ..workload import Workload
 
         return Workload.from_dict(workload).fingerprint()
-    except Exception:  # not a full workload description (e.g. a summary in a recipe): hash it as it is
+    except (ImportError, ValueError, TypeError, OSError):  # not a full Workload (e.g. a recipe's summary): hash it
         return fingerprint(workload)
 
 
@@ -142,7 +142,7 @@ def _profile_key(data: dict[str, Any]) -> str | None:
         from ..hardware import HardwareProfile
 
         return HardwareProfile.model_validate({k: v for k, v in data.items() if k != "key"}).key()
-    except Exception:  # not a complete profile
+    except (ImportError, ValueError, TypeError):  # not a complete profile
         return None
 
 

@@ -231,7 +231,7 @@ def search(
             hardware=m.hardware,
             workload=validation_wl,
             budget=str(budget),
-            metrics=m.recipe_metrics()["quality"],
+            metrics={k: {**v, "values": m.per_image[k]} for k, v in m.recipe_metrics()["quality"].items()},
             speedup=m.speedup,
             validated=True,
             study=study.study_name,
