@@ -21,6 +21,8 @@ def _offline_env(tmp_path_factory: pytest.TempPathFactory):
             "HF_HUB_OFFLINE": "1",
             "AUTOACCEL_CACHE": str(tmp_path_factory.mktemp("autoaccel-cache")),
             "AUTOACCEL_LPIPS_WEIGHTS": str(SHARED_LPIPS),
+            "XDG_DATA_HOME": str(tmp_path_factory.mktemp("xdg-data")),  # the default recipe database lives here
+            "HF_HOME": str(tmp_path_factory.mktemp("hf-home")),
         }
     )
     os.environ.pop("AUTOACCEL_CLIP_MODEL", None)
