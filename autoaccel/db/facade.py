@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -11,8 +11,10 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from ..recipes import Recipe
+from . import jobs
 from . import repository as repo
 from .engine import engine_for, redact_url, session_scope
+from .jobs import JobInfo, Lease, TokenInfo
 from .matching import Match, best_recipe
 from .migrate import check_schema
 from .records import RecipeInfo, StudyInfo, TrialInfo
@@ -270,3 +272,85 @@ class RecipeDB:
         """See `autoaccel.db.matching.best_recipe` (exact hardware, then same GPU, then same architecture class)."""
         with self.session() as s:
             return best_recipe(s, model_id, revision, hardware, workload_fingerprint, budget)
+
+    # -- service jobs and tokens (see `autoaccel.db.jobs`) ---------------------------------------------------------------
+    def submit_job(
+        self,
+        request: Mapping[str, Any],
+        *,
+        model_id: str,
+        device: str | None = None,
+        submitted_by: str | None = None,
+        max_attempts: int = 3,
+    ) -> JobInfo:
+        """Queues a search job; see `autoaccel.db.jobs.submit_job`."""
+        with self.session() as s:
+            return jobs.submit_job(
+                s, request, model_id=model_id, device=device, submitted_by=submitted_by, max_attempts=max_attempts
+            )
+
+    def get_job(self, job_id: int) -> JobInfo:
+        with self.session() as s:
+            return jobs.get_job(s, job_id)
+
+    def list_jobs(
+        self, *, status: str | None = None, model_id: str | None = None, limit: int = 50, offset: int = 0
+    ) -> tuple[list[JobInfo], int]:
+        """Jobs matching the filters, newest first: (one page, total count)."""
+        with self.session() as s:
+            return jobs.list_jobs(s, status=status, model_id=model_id, limit=limit, offset=offset)
+
+    def claim_job(self, worker_id: str, *, lease_s: float, devices: Sequence[str] | None = None) -> JobInfo | None:
+        """Claims the oldest queued job (safe with many workers); see `autoaccel.db.jobs.claim_job`."""
+        with self.session() as s:
+            return jobs.claim_job(s, worker_id, lease_s=lease_s, devices=devices)
+
+    def heartbeat_job(
+        self, job_id: int, worker_id: str, *, lease_s: float, progress: Mapping[str, Any] | None = None
+    ) -> Lease:
+        """Renews a lease: ``"ok"``, ``"cancel"`` (cancellation requested) or ``"lost"`` (stop)."""
+        with self.session() as s:
+            return jobs.heartbeat_job(s, job_id, worker_id, lease_s=lease_s, progress=progress)
+
+    def finish_job(
+        self,
+        job_id: int,
+        worker_id: str,
+        *,
+        status: str,
+        recipe_id: int | None = None,
+        error: str | None = None,
+        progress: Mapping[str, Any] | None = None,
+    ) -> bool:
+        with self.session() as s:
+            return jobs.finish_job(
+                s, job_id, worker_id, status=status, recipe_id=recipe_id, error=error, progress=progress
+            )
+
+    def release_job(self, job_id: int, worker_id: str) -> bool:
+        with self.session() as s:
+            return jobs.release_job(s, job_id, worker_id)
+
+    def request_cancel(self, job_id: int) -> JobInfo:
+        with self.session() as s:
+            return jobs.request_cancel(s, job_id)
+
+    def requeue_expired(self) -> int:
+        with self.session() as s:
+            return jobs.requeue_expired(s)
+
+    def add_token(self, name: str, token_hash: str, *, admin: bool = False) -> TokenInfo:
+        with self.session() as s:
+            return jobs.add_token(s, name, token_hash, admin=admin)
+
+    def find_token(self, token_hash: str) -> TokenInfo | None:
+        with self.session() as s:
+            return jobs.find_token(s, token_hash)
+
+    def revoke_token(self, name: str) -> TokenInfo:
+        with self.session() as s:
+            return jobs.revoke_token(s, name)
+
+    def list_tokens(self) -> list[TokenInfo]:
+        with self.session() as s:
+            return jobs.list_tokens(s)

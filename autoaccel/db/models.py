@@ -34,6 +34,7 @@ VERSION_TABLE = "autoaccel_alembic_version"
 STUDY_STATUSES = ("running", "complete", "failed")
 TRIAL_STATES = ("running", "complete", "pruned", "failed")
 RECIPE_SOURCES = ("search", "import", "hub", "manual")
+JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -204,3 +205,52 @@ class RecipeRow(Base):
     hardware: Mapped[HardwareProfileRow] = relationship(lazy="raise")
     workload: Mapped[WorkloadRow | None] = relationship(lazy="raise")
     study: Mapped[Study | None] = relationship(lazy="raise")
+
+
+class Job(Base):
+    """A search job of the service: queued by a client, claimed and run by a worker (`autoaccel.db.jobs`).
+
+    ``request`` holds what to search (model, revision, budget, workload, n_trials, timeout_s, include/exclude, seed);
+    ``study_name`` names its study (ours and Optuna's), which extra workers may join. A running job's worker renews
+    ``lease_expires_at``; an expired lease sends the job back to the queue (or fails it after ``max_attempts`` runs).
+    """
+
+    __tablename__ = "autoaccel_jobs"
+    __table_args__ = (
+        CheckConstraint(_in("status", JOB_STATUSES), name="status"),
+        Index("ix_autoaccel_jobs_queue", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    model_id: Mapped[str] = mapped_column(String(255), index=True)
+    device: Mapped[str | None] = mapped_column(String(32))
+    request: Mapped[dict[str, Any]]
+    study_name: Mapped[str] = mapped_column(String(255), unique=True)
+    progress: Mapped[dict[str, Any]]
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    lease_expires_at: Mapped[dt.datetime | None]
+    heartbeat_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    recipe_id: Mapped[int | None] = mapped_column(ForeignKey("autoaccel_recipes.id", ondelete="SET NULL"))
+    error: Mapped[str | None] = mapped_column(Text)
+    submitted_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None]
+    finished_at: Mapped[dt.datetime | None]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class ApiToken(Base):
+    """A bearer token of the service, stored as the sha256 of its secret; ``admin`` tokens may also delete."""
+
+    __tablename__ = "autoaccel_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]

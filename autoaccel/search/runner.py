@@ -127,6 +127,8 @@ def search(
     validation_repeats: int = 5,
     warm_start: bool = True,
     cache_dir: Any = None,
+    heartbeat_interval: int = 30,
+    grace_period: int = 90,
     on_trial: Callable[[optuna.Study, optuna.trial.FrozenTrial], None] | None = None,
 ) -> SearchResult:
     """Search recipes for ``pipe`` under ``budget``; validate and store the fastest one that meets it.
@@ -146,6 +148,8 @@ def search(
         repeats: Timed generations per variant for each trial's speedup.
         prune_items / timing_items: Items used for early pruning / for timing.
         validate: Re-measure the best candidates on the validation workload before accepting one.
+        heartbeat_interval / grace_period: With a database, running trials heartbeat this often (seconds); a trial
+            whose worker stopped heartbeating for ``grace_period`` is marked failed and retried (up to twice).
 
     Returns:
         A `SearchResult`; ``result.recipe`` is the validated winner or None.
@@ -191,7 +195,7 @@ def search(
     )
 
     recipe_db = _open_db(db)
-    storage = _storage(recipe_db)
+    storage = _storage(recipe_db, heartbeat_interval, grace_period)
     study = _create_study(study_name, storage, objective.directions, _sampler(seed, n_trials))
     study.set_metric_names(["speedup", f"{objective.primary.agg}({objective.primary.metric})"])
     study.set_user_attr("budget", str(budget))
@@ -320,15 +324,17 @@ def _open_db(db: Any) -> Any:
     return db if isinstance(db, RecipeDB) else RecipeDB(db)
 
 
-def _storage(recipe_db: Any) -> Any:
+def _storage(recipe_db: Any, heartbeat_interval: int, grace_period: int) -> Any:
     if recipe_db is None:
         return None
-    from optuna.storages import RetryFailedTrialCallback
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return recipe_db.optuna_storage(
-            heartbeat_interval=30, grace_period=90, failed_trial_callback=RetryFailedTrialCallback(max_retry=2)
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
         )
 
 
