@@ -10,14 +10,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AutoAccel", "Budget", "Recipe", "__version__"]
+__all__ = ["AutoAccel", "Budget", "Recipe", "Workload", "__version__", "profile"]
 
 if TYPE_CHECKING:
     from .auto import AutoAccel
     from .budget import Budget
+    from .profiling import profile
     from .recipes import Recipe
+    from .workload import Workload
 
-_LAZY = {"AutoAccel": "autoaccel.auto", "Budget": "autoaccel.budget", "Recipe": "autoaccel.recipes"}
+_LAZY = {
+    "AutoAccel": "autoaccel.auto",
+    "Budget": "autoaccel.budget",
+    "Recipe": "autoaccel.recipes",
+    "Workload": "autoaccel.workload",
+    "profile": "autoaccel.profiling",  # autoaccel.profile(pipe, recipe, workload) -> Measurement
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -7,7 +7,7 @@ import torch
 
 from autoaccel import AutoAccel, Recipe
 from autoaccel.aliases import ALIASES, canonical_id
-from autoaccel.errors import AutoAccelError, RecipeError
+from autoaccel.errors import AutoAccelError, BudgetError, RecipeError
 from autoaccel.testing import default_call_kwargs, tiny_pipeline
 
 RECIPE = {"schema_version": 1, "methods": [{"name": "block_cache", "params": {"threshold": 0.5, "warmup_steps": 0}}]}
@@ -41,9 +41,43 @@ def test_recipe_from_a_file(saved_flux, tmp_path):
     assert pipe.autoaccel_recipe.methods[0].name == "block_cache"
 
 
-def test_budget_is_a_clear_error_for_now(saved_flux):
-    with pytest.raises(AutoAccelError, match="recipe="):
-        AutoAccel.from_pretrained(saved_flux, budget="lpips<0.1")
+def test_budget_without_any_stored_recipe_explains_how_to_search(saved_flux, tmp_path):
+    with pytest.raises(AutoAccelError, match="autoaccel search") as info:
+        AutoAccel.from_pretrained(saved_flux, budget="lpips<0.1", db=f"sqlite:///{tmp_path / 'r.db'}", hub=False)
+    assert "recipe database" in str(info.value) and "shipped" in str(info.value)
+    with pytest.raises(BudgetError):
+        AutoAccel.from_pretrained(saved_flux, budget="lpips>>0.1")
+
+
+def test_budget_resolves_the_fastest_stored_recipe_that_meets_it(saved_flux, tmp_path, caplog):
+    from autoaccel.db import RecipeDB
+    from autoaccel.hardware import HardwareProfile
+
+    db = RecipeDB(f"sqlite:///{tmp_path / 'r.db'}")
+    model_id = str(saved_flux)
+    hardware = HardwareProfile.current("cpu")
+    for threshold, speedup, lpips in ((0.05, 1.3, 0.02), (0.5, 2.0, 0.3), (0.2, 1.6, 0.06)):
+        recipe = Recipe.from_dict({"schema_version": 1, "model_id": model_id, "methods": [
+            {"name": "block_cache", "params": {"threshold": threshold}}]})
+        db.add_recipe(recipe, hardware=hardware, budget="lpips<1", speedup=speedup,
+                      metrics={"lpips": {"mean": lpips, "values": [lpips, lpips]}})
+    with caplog.at_level("INFO", logger="autoaccel"):
+        pipe = AutoAccel.from_pretrained(saved_flux, budget="lpips<0.1", db=db, hub=False)
+    assert pipe.autoaccel_recipe.configs()[0][1].threshold == 0.2  # 2.0x breaks the budget; 1.6x is the fastest
+    assert "from the database" in caplog.text
+    pipe = AutoAccel.from_pretrained(saved_flux, budget="lpips<0.03", db=db, hub=False)
+    assert pipe.autoaccel_recipe.configs()[0][1].threshold == 0.05
+
+
+def test_budget_with_search_runs_one(saved_flux, tmp_path):
+    from tests._search_worker import WORKLOAD
+
+    pipe = AutoAccel.from_pretrained(
+        saved_flux, budget="lpips<0.05", search=True, hub=False, db=f"sqlite:///{tmp_path / 'r.db'}",
+        search_kwargs={"workload": WORKLOAD, "n_trials": 4, "include": ["steps"], "repeats": 1,
+                       "validation_repeats": 2, "cache_dir": tmp_path / "cache"},
+    )
+    assert pipe.autoaccel_recipe.methods[0].name == "steps"
 
 
 def test_bad_recipe_fails_before_loading():

@@ -16,6 +16,7 @@ from autoaccel.profiling import (
     _cache,
     _flops,
     _timing,
+    baseline_outputs,
     count_denoiser_flops,
     mean_interval,
     profile,
@@ -235,3 +236,13 @@ def test_speedup_interval_is_deterministic_and_brackets_the_ratio():
     assert (low, high) == speedup_interval(base, cand)
     assert low <= 1.0 / 0.5 <= high
     assert speedup_interval([1.0], [0.5]) == (0.0, math.inf)
+
+
+def test_baseline_outputs_share_the_profile_cache(pipe, workload, tmp_path):
+    first = baseline_outputs(pipe, workload, cache_dir=tmp_path)
+    assert (first.computed, first.cached) == (2, 0) and first.images.shape == (2, 3, 32, 32)
+    assert first.flops_per_image == count_denoiser_flops(pipe, workload)
+    m = _profile(pipe, IDENTITY, workload, cache_dir=tmp_path)
+    assert m.baseline_items_computed == 0 and m.baseline_flops == first.flops_per_image
+    again = baseline_outputs(pipe, workload, workload.items()[1:], cache_dir=tmp_path)
+    assert (again.computed, again.cached) == (0, 1) and torch.equal(again.images[0], first.images[1])

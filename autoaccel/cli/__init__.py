@@ -23,7 +23,8 @@ def methods_command() -> None:
     import autoaccel.methods as M
 
     table = Table(title="Acceleration methods")
-    for column in ("name", "group", "families", "summary", "follows"):
+    table.add_column("name", no_wrap=True)
+    for column in ("group", "families", "summary", "follows"):
         table.add_column(column, overflow="fold")
     for name in M.available():
         spec = M.get(name)

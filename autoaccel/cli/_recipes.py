@@ -33,10 +33,9 @@ def list_command(
 
         rows, total = RecipeDB(db).list_recipes(model_id=model, hardware_key=hardware, limit=limit, offset=offset)
         table = Table(title=f"{total} recipes")
-        for column in ("id", "model", "hardware", "budget", "speedup", "methods", "created"):
+        for column in ("id", "model", "hardware", "budget", "speedup", "source", "created"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            methods = ", ".join(m.name for m in r.recipe.methods)
             speedup = f"{r.speedup:.2f}x" if r.speedup is not None else "-"
             table.add_row(
                 str(r.id),
@@ -44,7 +43,7 @@ def list_command(
                 r.hardware_key or "-",
                 r.budget or "-",
                 speedup,
-                methods,
+                r.source,
                 r.created_at.strftime("%Y-%m-%d %H:%M"),
             )
         console.print(table)

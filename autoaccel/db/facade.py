@@ -273,7 +273,7 @@ class RecipeDB:
         with self.session() as s:
             return best_recipe(s, model_id, revision, hardware, workload_fingerprint, budget)
 
-    # -- service jobs and tokens (see `autoaccel.db.jobs`) ---------------------------------------------------------------
+    # -- service jobs and tokens (see `autoaccel.db.jobs`) -------------------------------------------------------------
     def submit_job(
         self,
         request: Mapping[str, Any],

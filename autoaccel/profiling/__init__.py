@@ -2,7 +2,8 @@
 
 `profile` is the entry point; the search builds on the pieces it is made of: `generate` (outputs of workload items
 with the pipeline as it is), `quality` (per-image metrics against reference outputs), `count_denoiser_flops` /
-`DenoiserFlops` (FLOPs inside the denoiser only) and `BaselineCache` (baseline outputs on disk).
+`DenoiserFlops` (FLOPs inside the denoiser only), `baseline_outputs` / `open_cache` / `BaselineCache` (baseline
+outputs, cached on disk with the same keys as `profile`) and `time_variants` (interleaved timing).
 See docs/measurement.md for how each number is measured.
 
 Example:
@@ -19,25 +20,30 @@ from autoaccel.profiling._cache import BaselineCache, default_cache_dir, pipelin
 from autoaccel.profiling._flops import DenoiserFlops, count_denoiser_flops
 from autoaccel.profiling._measurement import LatencyStats, Measurement, MemoryKind, MetricSummary
 from autoaccel.profiling._outputs import execution_device, generate, quality
-from autoaccel.profiling._run import ProfileError, profile
+from autoaccel.profiling._run import BaselineOutputs, ProfileError, baseline_outputs, open_cache, profile
 from autoaccel.profiling._stats import mean_interval, speedup_interval, t_quantile
+from autoaccel.profiling._timing import time_variants
 
 __all__ = [
     "BaselineCache",
+    "BaselineOutputs",
     "DenoiserFlops",
     "LatencyStats",
     "Measurement",
     "MemoryKind",
     "MetricSummary",
     "ProfileError",
+    "baseline_outputs",
     "count_denoiser_flops",
     "default_cache_dir",
     "execution_device",
     "generate",
     "mean_interval",
+    "open_cache",
     "pipeline_fingerprint",
     "profile",
     "quality",
     "speedup_interval",
     "t_quantile",
+    "time_variants",
 ]

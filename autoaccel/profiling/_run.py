@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +24,7 @@ from autoaccel.profiling._stats import speedup_interval
 from autoaccel.recipes import Recipe
 from autoaccel.workload import Workload, WorkloadItem
 
-__all__ = ["ProfileError", "profile"]
+__all__ = ["BaselineOutputs", "ProfileError", "baseline_outputs", "open_cache", "profile"]
 
 
 class ProfileError(AutoAccelError, ValueError):
@@ -49,7 +50,7 @@ def _check_metrics(metrics: Sequence[str]) -> list[str]:
 def _baseline(
     pipe: Any,
     workload: Workload,
-    items: list[WorkloadItem],
+    items: Sequence[WorkloadItem],
     cache: BaselineCache | None,
     device: torch.device,
     advance: Callable[[str, int], None],
@@ -75,6 +76,63 @@ def _baseline(
     counted = [found[i].flops for i in range(len(items)) if found[i].flops is not None]
     mean_flops = sum(counted) / len(counted) if counted else None
     return reference, mean_flops, len(missing)
+
+
+@dataclass(frozen=True)
+class BaselineOutputs:
+    """Reference outputs of workload items: ``images`` (N, C, H, W float32 CPU, items in order), the baseline's mean
+    denoiser FLOPs per image (``None`` if not counted), and how many items were computed now or read from the cache."""
+
+    images: torch.Tensor
+    flops_per_image: float | None
+    computed: int
+    cached: int
+
+
+def open_cache(
+    pipe: Any,
+    workload: Workload,
+    device: torch.device,
+    cache_dir: str | Path | Literal[False] | None = None,
+    *,
+    model_id: str | None = None,
+    revision: str | None = None,
+    hardware: HardwareProfile | None = None,
+) -> BaselineCache | None:
+    """The baseline cache `profile` uses for this pipeline, workload and device (``None`` when ``cache_dir=False``).
+
+    Entries are keyed by ``"<device type>:<HardwareProfile.key()>"``, so outputs from another GPU model are not reused.
+    Call it while the pipeline is unaccelerated (it fingerprints the weights).
+    """
+    if cache_dir is False:
+        return None
+    hardware = hardware or HardwareProfile.current(device)
+    model_id = model_id or getattr(pipe, "name_or_path", None) or None
+    key = f"{device.type}:{hardware.key()}"
+    return BaselineCache(cache_dir, pipe, workload, device=key, model_id=model_id, revision=revision)
+
+
+def baseline_outputs(
+    pipe: Any,
+    workload: Workload,
+    items: Sequence[WorkloadItem] | None = None,
+    *,
+    device: str | torch.device | None = None,
+    cache_dir: str | Path | Literal[False] | None = None,
+    model_id: str | None = None,
+    revision: str | None = None,
+) -> BaselineOutputs:
+    """Baseline outputs of ``items`` (default: all), read from the cache `profile` uses or computed and cached.
+
+    The pipeline must be unaccelerated. Same cache keys as `profile`, so either reuses the other's entries.
+    """
+    if getattr(pipe, "autoaccel_recipe", None) is not None:
+        raise ProfileError("the pipeline has a recipe applied; baseline outputs need the unaccelerated pipeline")
+    dev = torch.device(device) if device is not None else execution_device(pipe)
+    cache = open_cache(pipe, workload, dev, cache_dir, model_id=model_id, revision=revision)
+    items = list(workload.items() if items is None else items)
+    images, flops, computed = _baseline(pipe, workload, items, cache, dev, lambda *_: None)
+    return BaselineOutputs(images, flops, computed, len(items) - computed)
 
 
 def profile(
@@ -144,10 +202,7 @@ def profile(
     n = len(items)
     with _timing.threads(threads) as n_threads:
         hardware = HardwareProfile.current(dev)
-        cache = None
-        if cache_dir is not False:
-            device_key = f"{dev.type}:{hardware.key()}"
-            cache = BaselineCache(cache_dir, pipe, workload, device=device_key, model_id=model_id, revision=revision)
+        cache = open_cache(pipe, workload, dev, cache_dir, model_id=model_id, revision=revision, hardware=hardware)
         total = n * (2 + 2 * (warmup + repeats))
         with _timing.progress_bar(progress, total) as advance:
             reference, base_flops, computed = _baseline(pipe, workload, items, cache, dev, advance)

@@ -118,7 +118,15 @@ def time_variants(
     interleave: bool,
     advance: Callable[[str, int], None],
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, Any]]]:
-    """Timed generations of the whole workload: baseline and candidate, ``warmup`` untimed runs each first."""
+    """Time whole-workload generations of the baseline and of ``recipe``; ``warmup`` untimed runs of each first.
+
+    Interleaved in ABBA order (the recipe applied and removed around each candidate run) unless ``interleave`` is
+    false (recipe applied once: all candidate runs, then all baseline runs). The recipe is always removed.
+
+    Returns:
+        ``(samples, memory)``: seconds per run under ``"baseline"`` / ``"candidate"``, and each variant's peak memory
+        during its first run as ``{"peak": bytes | None, "kind": MemoryKind}``.
+    """
     samples: dict[str, list[float]] = {"baseline": [], "candidate": []}
     memory: dict[str, dict[str, Any]] = {}
     n = len(workload)

@@ -26,8 +26,7 @@ import torch
 
 from ..budget import Budget
 from ..errors import RecipeError
-from ..profiling import DenoiserFlops, generate, mean_interval, quality, speedup_interval
-from ..profiling._timing import time_variants
+from ..profiling import DenoiserFlops, generate, mean_interval, quality, speedup_interval, time_variants
 from ..recipes import Recipe
 from ..workload import Workload, WorkloadItem
 from .space import SearchSpace

@@ -19,8 +19,7 @@ from ..budget import Budget
 from ..errors import AutoAccelError
 from ..methods import magcache
 from ..methods._pipeline import denoiser
-from ..profiling import BaselineCache, Measurement, execution_device, profile
-from ..profiling._run import _baseline
+from ..profiling import Measurement, baseline_outputs, execution_device, profile
 from ..recipes import Recipe
 from ..workload import Workload
 from .objective import Baseline, Objective
@@ -174,13 +173,10 @@ def search(
     if not space.groups:
         raise SearchError(f"no method applies to {type(pipe).__name__}: {space.excluded}")
 
-    cache = (
-        BaselineCache(cache_dir, pipe, search_wl, device=str(device), model_id=model_id, revision=revision)
-        if cache_dir is not False
-        else None
+    reference = baseline_outputs(
+        pipe, search_wl, device=device, cache_dir=cache_dir, model_id=model_id, revision=revision
     )
-    outputs, mean_flops, _ = _baseline(pipe, search_wl, search_wl.items(), cache, device, lambda *_: None)
-    baseline = Baseline(outputs, [mean_flops or 0.0] * len(outputs))
+    baseline = Baseline(reference.images, [reference.flops_per_image or 0.0] * len(reference.images))
     objective = Objective(
         pipe,
         space,

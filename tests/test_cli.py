@@ -1,0 +1,99 @@
+"""The command line: every command's happy path and its errors (a message and a non-zero exit, no traceback)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from autoaccel.cli import app
+from autoaccel.recipes import Recipe
+from autoaccel.testing import tiny_pipeline
+
+from ._search_worker import WORKLOAD
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    tiny_pipeline("flux").save_pretrained(root / "pipe")
+    WORKLOAD.to_file(root / "workload.json")
+    return root
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_methods_lists_every_method():
+    result = invoke("methods")
+    assert result.exit_code == 0
+    for name in ("block_cache", "taylorseer", "cfg_truncation", "sparse_attention"):
+        assert name in result.output
+
+
+def test_search_then_recipes_commands(env):
+    db = f"sqlite:///{env / 'r.db'}"
+    result = invoke("search", env / "pipe", "--budget", "lpips<0.05", "--trials", "5", "--workload",
+                    env / "workload.json", "--db", db, "--study", "cli", "--out", env / "out", "-m", "steps",
+                    "-m", "cfg_truncation")
+    assert result.exit_code == 0, result.output
+    assert "Pareto front" in result.output
+    assert (env / "out" / "cli.json").exists() and (env / "out" / "cli-pareto.png").read_bytes()[:4] == b"\x89PNG"
+    recipe = Recipe.load(env / "out" / "cli.json")
+
+    listed = invoke("recipes", "list", "--db", db)
+    assert listed.exit_code == 0 and "1 recipes" in listed.output
+    shown = invoke("recipes", "show", "1", "--db", db)
+    assert Recipe.from_json(shown.output) == recipe
+    assert invoke("recipes", "export", "1", env / "exported.json", "--db", db).exit_code == 0
+    assert Recipe.load(env / "exported.json") == recipe
+    imported = invoke("recipes", "import", env / "exported.json", "--db", db)
+    assert imported.exit_code == 0 and "as recipe 2" in imported.output
+    missing = invoke("recipes", "show", "99", "--db", db)
+    assert missing.exit_code == 1 and "99" in missing.output
+
+
+def test_search_with_an_impossible_budget_fails_clearly(env):
+    result = invoke("search", env / "pipe", "--budget", "lpips<0.0000001", "--trials", "2", "--workload",
+                    env / "workload.json", "--db", f"sqlite:///{env / 'r2.db'}", "--out", env / "out2", "-m", "steps")
+    assert result.exit_code == 1
+    assert "no recipe met lpips<1e-07" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "/nonexistent/model", "--budget", "lpips<0.1"], "cannot load"),
+        (["search", "{pipe}", "--budget", "lpips>0.1"], "lower"),
+        (["search", "{pipe}", "--budget", "lpips<0.1", "--db", "postgresql://me:secret@127.0.0.1:1/x"],
+         "database error"),
+        (["recipes", "import", "/nonexistent.json"], "cannot read"),
+    ],
+)
+def test_bad_input_gives_a_message_and_exit_1(env, args, message):
+    result = invoke(*[a.replace("{pipe}", str(env / "pipe")) for a in args])
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "secret" not in result.output
+
+
+def test_db_upgrade(tmp_path):
+    result = invoke("db", "upgrade", "--db", f"sqlite:///{tmp_path / 'new.db'}")
+    assert result.exit_code == 0 and "revision 0003" in " ".join(result.output.split())
+
+
+def test_pull_without_a_reachable_hub_fails_clearly(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    result = invoke("pull", "someone/missing-recipe")
+    assert result.exit_code == 1
+    assert "error" in result.output.lower()
+
+
+def test_workload_file_is_json(env):
+    assert json.loads((env / "workload.json").read_text())["prompts"] == WORKLOAD.prompts
