@@ -76,7 +76,7 @@ class AutoAccel:
             parsed = _coerce(recipe, model_id, allow_base_model_mismatch)
         elif budget is not None:
             budget = Budget.parse(budget)
-        pipe = _load(source, pipeline_kwargs)
+        pipe = _load(model_id, source, pipeline_kwargs)
         if device is not None:
             pipe.to(device)
         pipe.autoaccel_recipe = None
@@ -178,10 +178,14 @@ def _coerce(recipe: Any, model_id: str, allow_mismatch: bool) -> Recipe:
     return Recipe.coerce(recipe)
 
 
-def _load(source: str | Path, kwargs: dict[str, Any]) -> Any:
+def _load(model_id: str, source: str | Path, kwargs: dict[str, Any]) -> Any:
     from diffusers import DiffusionPipeline
 
+    from .reference import REFERENCE_MODEL_ID, load_reference_pipeline
+
     try:
+        if model_id == REFERENCE_MODEL_ID:  # its pipeline class sets the native size and step count as defaults
+            return load_reference_pipeline(**kwargs)
         return DiffusionPipeline.from_pretrained(str(source), **kwargs)
     except (OSError, ValueError) as e:
         raise AutoAccelError(f"cannot load a diffusers pipeline from {source}: {e}") from e

@@ -98,7 +98,7 @@ def test_weights_are_small_safetensors_only():
     assert sum(p.stat().st_size for p in files) <= MAX_WEIGHT_BYTES
     suffixes = {p.suffix for p in files}
     assert suffixes <= {".json", ".txt", ".safetensors"}, suffixes
-    assert sum(p.suffix == ".safetensors" for p in files) == 6  # 5 pipeline models + classifier
+    assert sum(p.suffix == ".safetensors" for p in files) == 5  # transformer, vae, 2 text encoders, classifier
 
 
 def test_classifier_rejects_wrong_size():

@@ -43,7 +43,7 @@ def demo_command(
             if not found:
                 raise AutoAccelError(f"no shipped recipe for {model_id}; pass --recipe FILE")
             chosen = found[0]
-        pipe = _load(source, {})
+        pipe = _load(model_id, source, {})
         pipe.set_progress_bar_config(disable=True)
         workload = Workload.for_pipeline(pipe)
         workload = workload.subset(prompts)

@@ -19,7 +19,7 @@ def _load_pipeline(model: str, device: str | None) -> tuple[Any, str]:
     from ..auto import _load
 
     model_id, source = resolve(model)
-    pipe = _load(source, {})
+    pipe = _load(model_id, source, {})
     if device:
         pipe.to(device)
     pipe.set_progress_bar_config(disable=True)

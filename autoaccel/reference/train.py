@@ -213,6 +213,9 @@ def train_transformer(
 
 def _save_pipeline(pipe: FluxPipeline, out: Path) -> None:
     """Save as a plain ``FluxPipeline`` folder (safetensors) so it loads with ``DiffusionPipeline.from_pretrained``."""
+    for tokenizer in (pipe.tokenizer, pipe.tokenizer_2):  # batch calls leave padding state in tokenizer.json
+        tokenizer.backend_tokenizer.no_padding()
+        tokenizer.backend_tokenizer.no_truncation()
     FluxPipeline(**pipe.components).save_pretrained(str(out), safe_serialization=True)
 
 
