@@ -51,15 +51,8 @@ def demo_command(
             f"[bold]{model_id}[/bold]: {len(workload)} images, recipe "
             + ", ".join(f"{m.name}{m.params}" for m in chosen.methods)
         )
-        m = profile(
-            pipe,
-            chosen,
-            workload,
-            metrics=("lpips", "psnr", "ssim"),
-            repeats=repeats,
-            threads=threads,
-            model_id=model_id,
-        )
+        metrics = _available_metrics()
+        m = profile(pipe, chosen, workload, metrics=metrics, repeats=repeats, threads=threads, model_id=model_id)
         table = Table(title=f"{model_id} accelerated vs unaccelerated ({m.hardware.name}, {m.threads} thread(s))")
         table.add_column("quantity")
         table.add_column("value")
@@ -71,3 +64,23 @@ def demo_command(
         for name, s in m.quality.items():
             table.add_row(name, f"{s.mean:.4g}  [95% CI {s.ci_low:.4g}, {s.ci_high:.4g}]")
         console.print(table)
+        if "lpips" not in metrics:
+            console.print(
+                "LPIPS was skipped: its weights are not available offline. Set AUTOACCEL_LPIPS_WEIGHTS to a "
+                "lpips_alex_v0.1.safetensors file or allow the one-time download (docs/metrics.md)."
+            )
+
+
+def _available_metrics() -> tuple[str, ...]:
+    """LPIPS when its weights can be had (locally or by download), always PSNR and SSIM."""
+    import torch
+
+    from ..errors import AutoAccelError
+    from ..metrics import lpips
+
+    probe = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    try:
+        lpips(probe, probe)
+    except AutoAccelError:
+        return ("psnr", "ssim")
+    return ("lpips", "psnr", "ssim")

@@ -91,7 +91,11 @@ def search_command(
     """Search the fastest recipe that meets BUDGET for MODEL on this machine, validate it, store it."""
     setup_logging(verbose)
     with friendly_errors():
+        import optuna
+
         from ..budget import Budget
+
+        optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
         from ..db import RecipeDB
         from ..search import search
         from ..search.plot import pareto_png

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 from typing import Annotated, Any
 
@@ -30,6 +31,8 @@ def serve_command(
 ) -> None:
     """Serve the recipe API (under /v1, docs at /docs) with uvicorn."""
     setup_logging(verbose)
+    if not verbose:  # the response says `fallback`; a warning per request would flood the log
+        logging.getLogger("autoaccel.db").setLevel(logging.ERROR)
     with friendly_errors():
         import uvicorn
 

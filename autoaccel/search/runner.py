@@ -19,7 +19,7 @@ from ..budget import Budget
 from ..errors import AutoAccelError
 from ..methods import magcache
 from ..methods._pipeline import denoiser
-from ..profiling import Measurement, baseline_outputs, execution_device, profile
+from ..profiling import Measurement, baseline_outputs, execution_device, profile, quality
 from ..recipes import Recipe
 from ..workload import Workload
 from .objective import Baseline, Objective
@@ -161,6 +161,8 @@ def search(
     metric_names = tuple(dict.fromkeys([*budget.metrics, *(metrics or ("psnr",))]))
     device = execution_device(pipe)
     steps = workload.num_inference_steps or _default_steps(pipe)
+    probe = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    quality(probe, probe, metric_names)  # fail now (missing weights, offline) rather than in every trial
 
     fixed: dict[str, dict[str, Any]] = {}
     if "magcache" not in exclude and (include is None or "magcache" in include) and steps:
