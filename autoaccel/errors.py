@@ -15,6 +15,7 @@ class RecipeError(AutoAccelError, ValueError):
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         self.field = field
+        self.message = message
         super().__init__(f"{field}: {message}" if field else message)
 
 

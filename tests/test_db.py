@@ -395,8 +395,8 @@ def test_processes_share_a_new_database(db_url: str):
 
 # -- migrations --------------------------------------------------------------------------------------------------------
 def test_single_head():
-    assert script_directory().get_heads() == [head_revision()] == ["0002"]
-    assert [r.revision for r in script_directory().walk_revisions()] == ["0002", "0001"]
+    assert script_directory().get_heads() == [head_revision()] == ["0003"]
+    assert [r.revision for r in script_directory().walk_revisions()] == ["0003", "0002", "0001"]
 
 
 def test_upgrade_empty_database_matches_models(db_url: str):
@@ -405,7 +405,7 @@ def test_upgrade_empty_database_matches_models(db_url: str):
     assert current(db_url) == "0001"
     assert any("source" in repr(d) for d in schema_diff(db_url))  # the comparison sees a real difference
     upgrade(db_url)
-    assert current(db_url) == "0002"
+    assert current(db_url) == "0003"
     assert schema_diff(db_url) == []  # models == migrations
 
 
@@ -443,7 +443,7 @@ def test_upgrade_from_0001_with_data(db_url: str):
     engine.dispose()
 
     with pytest.raises(
-        SchemaVersionError, match=r"revision '0001' but this autoaccel needs '0002'.*autoaccel db upgrade --db"
+        SchemaVersionError, match=r"revision '0001' but this autoaccel needs '0003'.*autoaccel db upgrade --db"
     ):
         RecipeDB(db_url)
     upgrade(db_url)

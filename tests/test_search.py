@@ -212,3 +212,10 @@ def test_killed_worker_keeps_finished_trials_and_its_trial_is_retried(postgres_u
     failed = [t for t in trials if t.state == optuna.trial.TrialState.FAIL]
     assert failed, "the killed worker's running trial was not marked failed"
     assert any(t.system_attrs.get("failed_trial") == failed[0].number for t in trials)  # and was retried
+
+
+def test_workload_no_larger_than_the_pruning_subset(tmp_path):
+    small = WORKLOAD.model_copy(update={"prompts": WORKLOAD.prompts[:2]})  # search split keeps 2: all used to prune
+    result = search(pipe_for("flux"), "lpips<0.05", workload=small, model_id="tiny/flux", n_trials=2,
+                    include=["steps"], repeats=1, validate=False, warm_start=False, cache_dir=tmp_path)
+    assert all(t.state != optuna.trial.TrialState.FAIL for t in result.study.trials)

@@ -33,7 +33,7 @@ def methods_command() -> None:
 
 
 def _register() -> None:
-    from . import _demo, _hub, _recipes, _search  # noqa: F401  (modules add their commands to `app`)
+    from . import _demo, _hub, _recipes, _search, _service  # noqa: F401  (modules add their commands to `app`)
 
 
 _register()

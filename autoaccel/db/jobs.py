@@ -374,7 +374,9 @@ def add_token(session: Session, name: str, token_hash: str, *, admin: bool = Fal
     if len(token_hash) != 64 or any(c not in "0123456789abcdef" for c in token_hash):
         raise InvalidRecordError("token_hash must be the sha256 hex digest of the token")
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
-        raise InvalidRecordError(f"a token named {name!r} exists already; choose another name or revoke it first")
+        raise InvalidRecordError(
+            f"a token named {name!r} exists already (revoked names stay taken); choose another name"
+        )
     token = ApiToken(name=name, token_hash=token_hash, admin=admin, created_at=utcnow())
     session.add(token)
     session.flush()

@@ -73,7 +73,7 @@ class Recipe(BaseModel):
             try:
                 entry.config()
             except RecipeError as e:
-                raise RecipeError(str(e.args[0]).split(": ", 1)[-1], field=f"methods.{i}.name") from None
+                raise RecipeError(e.message, field=f"methods.{i}.name") from None
             except ValidationError as e:
                 err = e.errors()[0]
                 loc = ".".join(str(p) for p in err["loc"])
@@ -100,6 +100,9 @@ class Recipe(BaseModel):
             return cls.model_validate(data)
         except ValidationError as e:
             err = e.errors()[0]
+            original = (err.get("ctx") or {}).get("error")
+            if isinstance(original, RecipeError):  # raised by our own checks, wrapped by pydantic
+                raise RecipeError(original.message, field=original.field) from None
             loc = ".".join(str(p) for p in err["loc"])
             raise RecipeError(err["msg"], field=loc or None) from None
 

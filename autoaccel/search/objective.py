@@ -139,15 +139,12 @@ class Objective:
             ratio = flops.total / self.baseline.flops[0] if self.baseline.flops[0] else 1.0
             if ratio > 0.999 and not NON_FLOP_METHODS & {m.name for m in recipe.methods}:
                 self._prune(trial, f"inert: saves no denoiser FLOPs (ratio {ratio:.4f})")
-            early = torch.cat(
-                [first, generate(self.pipe, self.workload, self.items[1 : self.prune_items], device=self.device)]
-            )
+            early = self._outputs(first, self.items[1 : self.prune_items])
             per_image = quality(early, self.baseline.outputs[: len(early)], self.metrics)
             reason = clearly_over(self.budget, per_image)
             if reason:
                 self._prune(trial, f"clearly over budget: {reason}", per_image)
-            rest = generate(self.pipe, self.workload, self.items[self.prune_items :], device=self.device)
-            outputs = torch.cat([early, rest])
+            outputs = self._outputs(early, self.items[self.prune_items :])
             per_image = quality(outputs, self.baseline.outputs, self.metrics)
             stats = {h.name: dict(h.stats) for h in handle.handles}
         finally:
@@ -167,6 +164,12 @@ class Objective:
         return TrialOutcome(
             speedup, speedup_interval(base, cand), ratio, per_image, self._constraints(per_image), stats
         )
+
+    def _outputs(self, done: torch.Tensor, items: list[WorkloadItem]) -> torch.Tensor:
+        """``done`` followed by the outputs of ``items`` (none to generate is fine)."""
+        if not items:
+            return done
+        return torch.cat([done, generate(self.pipe, self.workload, items, device=self.device)])
 
     def _constraints(self, per_image: dict[str, list[float]]) -> list[float]:
         return [max(-FINITE, min(FINITE, m)) for m in self.budget.margins(per_image)]

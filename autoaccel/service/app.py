@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None, *, db: RecipeDB | None = None) 
         generate_unique_id_function=_operation_id,
     )
     app.state.settings = settings
+    if db is not None:  # usable without the lifespan too (e.g. clients that do not run it)
+        app.state.db = db
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:

@@ -53,3 +53,15 @@ def list_hardware(
 
 def _fields(row: Any, names: tuple[str, ...], recipes: int) -> dict[str, Any]:
     return {**{name: getattr(row, name) for name in names}, "recipes": int(recipes or 0)}
+
+
+def submit_search(db: Any, search: Any, *, submitted_by: str | None = None) -> Any:
+    """Queues a validated `autoaccel.service.schemas.SearchCreate` as a job; returns its `JobInfo`."""
+    from ..aliases import canonical_id
+
+    return db.submit_job(
+        search.model_dump(mode="json"),
+        model_id=canonical_id(search.model),
+        device=search.device,
+        submitted_by=submitted_by,
+    )

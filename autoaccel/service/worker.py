@@ -190,7 +190,12 @@ class Worker:
         stop = stop or threading.Event()
         done = 0
         while not stop.is_set() and (max_jobs is None or done < max_jobs):
-            job = self.run_once()
+            try:
+                job = self.run_once()
+            except DatabaseError as e:  # the database is down: keep polling, the jobs wait there
+                logger.error("%s; retrying", e)
+                stop.wait(self.poll_s)
+                continue
             if job is not None:
                 done += 1
             elif idle_exit:
@@ -216,8 +221,7 @@ class Worker:
             try:
                 recipe_id, progress = self._search(job, lease)
             except JobCancelled:
-                self.db.finish_job(job.id, self.worker_id, status="cancelled")
-                logger.info("job %d cancelled", job.id)
+                self._finish(job, "cancelled")
             except LeaseLost:
                 logger.warning("job %d: lease lost (another worker may run it now); stopping", job.id)
             except KeyboardInterrupt:
@@ -226,11 +230,23 @@ class Worker:
                 raise
             except Exception as e:  # a failed job must not stop the worker
                 logger.exception("job %d failed", job.id)
-                self.db.finish_job(job.id, self.worker_id, status="failed", error=f"{type(e).__name__}: {e}")
+                self._finish(job, "failed", error=f"{type(e).__name__}: {e}")
             else:
-                self.db.finish_job(job.id, self.worker_id, status="succeeded", recipe_id=recipe_id, progress=progress)
-                logger.info("job %d succeeded (recipe %s)", job.id, recipe_id)
+                self._finish(job, "succeeded", recipe_id=recipe_id, progress=progress)
         return self.db.get_job(job.id)
+
+    def _finish(self, job: JobInfo, status: str, **fields: Any) -> None:
+        try:
+            held = self.db.finish_job(job.id, self.worker_id, status=status, **fields)
+        except DatabaseError as e:  # the lease will expire and the job be requeued
+            logger.error("job %d: cannot record that it %s: %s", job.id, status, e)
+            return
+        if held:
+            logger.info(
+                "job %d %s%s", job.id, status, f" (recipe {fields['recipe_id']})" if "recipe_id" in fields else ""
+            )
+        else:
+            logger.warning("job %d: %s, but its lease was lost meanwhile; the result is not recorded", job.id, status)
 
     def join(self, job_id: int) -> int:
         """Adds trials to a running job's study until it has ``n_trials`` or stops running; returns trials run here.
@@ -270,8 +286,9 @@ class Worker:
             if _finished(study) >= n_trials:  # joined workers count too
                 study.stop()
 
-        if lease.state == "cancel":
-            raise JobCancelled
+        state = lease.renew()  # cancelled or requeued between the claim and now?
+        if state != "ok":
+            raise JobCancelled if state == "cancel" else LeaseLost
         result = self._run_search(job, on_trial)
         progress = study_progress(result.study, n_trials)
         if result.recipe is None:

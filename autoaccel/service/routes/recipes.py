@@ -32,11 +32,21 @@ def best_recipe(
     budget: Annotated[str | None, Query(max_length=1024, pattern=NO_NUL, examples=["p90(lpips)<0.1"])] = None,
     revision: Annotated[Revision | None, Query()] = None,
     workload: Fingerprint | None = None,
+    arch_class: Annotated[
+        Text | None,
+        Query(
+            description="Your device's architecture class (hopper, ampere, ...): falls back to recipes measured on "
+            "another device of that class when the database does not know your device."
+        ),
+    ] = None,
 ) -> Response:
     """The fastest validated recipe that meets ``budget`` on this hardware (then the same GPU with other software,
     then the same architecture class; ``fallback`` says which). 404 when none does."""
     model_id = canonical_id(model)
     match = db.best_recipe(model_id, revision, hardware, workload, budget)
+    if match is None and arch_class:
+        device = {"key": hardware, "name": hardware, "arch_class": arch_class}
+        match = db.best_recipe(model_id, revision, device, workload, budget)
     if match is None:
         what = f"meets {budget}" if budget else "is stored"
         where = f"{model_id}" + (f"@{revision}" if revision else "") + f" on {hardware}"

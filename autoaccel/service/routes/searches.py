@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from ...aliases import canonical_id
+from .. import crud
 from ..deps import DBDep, WriteToken
 from ..schemas import ErrorBody, JobStatus, ModelName, SearchCreate, SearchesPublic, SearchPublic
 from ._params import Limit, Offset, RowId
@@ -24,12 +25,7 @@ router = APIRouter(prefix="/searches", tags=["searches"])
 def submit_search(request: Request, db: DBDep, token: WriteToken, search: SearchCreate) -> Response:
     """Queues a search (needs a token). A worker (``autoaccel worker``) claims it; follow it at the returned
     ``Location``."""
-    job = db.submit_job(
-        search.model_dump(mode="json"),
-        model_id=canonical_id(search.model),
-        device=search.device,
-        submitted_by=token.name,
-    )
+    job = crud.submit_search(db, search, submitted_by=token.name)
     body = SearchPublic.of(job).model_dump(mode="json")
     return JSONResponse(body, status.HTTP_201_CREATED, headers={"Location": f"{request.url.path}/{job.id}"})
 
