@@ -24,6 +24,12 @@ def setup_logging(verbose: bool = False) -> None:
         force=True,
     )
     logging.getLogger("autoaccel").setLevel(logging.INFO)
+    if not verbose:  # loading bars of diffusers/transformers would bury the command's own output
+        from diffusers.utils import logging as diffusers_logging
+        from transformers.utils import logging as transformers_logging
+
+        diffusers_logging.disable_progress_bar()
+        transformers_logging.disable_progress_bar()
 
 
 @contextlib.contextmanager
