@@ -18,12 +18,12 @@ err_console = Console(stderr=True)
 
 def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.INFO if verbose else logging.ERROR,
         format="%(message)s",
         handlers=[RichHandler(console=err_console, show_path=False)],
         force=True,
     )
-    logging.getLogger("autoaccel").setLevel(logging.INFO)
+    logging.getLogger("autoaccel").setLevel(logging.INFO if verbose else logging.WARNING)
     if not verbose:  # loading bars of diffusers/transformers would bury the command's own output
         from diffusers.utils import logging as diffusers_logging
         from transformers.utils import logging as transformers_logging
