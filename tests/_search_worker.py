@@ -33,9 +33,21 @@ def main(url: str, study: str, trials: int, pipe_dir: str, slow: float = 0.0) ->
 
         hook = pipe.transformer.register_forward_pre_hook(lambda *_: time.sleep(slow))
         _ = hook
-    search(pipe, "lpips<0.2", workload=WORKLOAD, model_id="tiny/flux", n_trials=trials, db=url, study_name=study,
-           validate=False, warm_start=False, repeats=1, heartbeat_interval=1, grace_period=3,
-           exclude=("magcache", "quantize", "quant_attention", "sparse_attention", "attention_backend"))
+    search(
+        pipe,
+        "lpips<0.2",
+        workload=WORKLOAD,
+        model_id="tiny/flux",
+        n_trials=trials,
+        db=url,
+        study_name=study,
+        validate=False,
+        warm_start=False,
+        repeats=1,
+        heartbeat_interval=1,
+        grace_period=3,
+        exclude=("magcache", "quantize", "quant_attention", "sparse_attention", "attention_backend"),
+    )
 
 
 if __name__ == "__main__":

@@ -57,10 +57,20 @@ def test_budget_resolves_the_fastest_stored_recipe_that_meets_it(saved_flux, tmp
     model_id = str(saved_flux)
     hardware = HardwareProfile.current("cpu")
     for threshold, speedup, lpips in ((0.05, 1.3, 0.02), (0.5, 2.0, 0.3), (0.2, 1.6, 0.06)):
-        recipe = Recipe.from_dict({"schema_version": 1, "model_id": model_id, "methods": [
-            {"name": "block_cache", "params": {"threshold": threshold}}]})
-        db.add_recipe(recipe, hardware=hardware, budget="lpips<1", speedup=speedup,
-                      metrics={"lpips": {"mean": lpips, "values": [lpips, lpips]}})
+        recipe = Recipe.from_dict(
+            {
+                "schema_version": 1,
+                "model_id": model_id,
+                "methods": [{"name": "block_cache", "params": {"threshold": threshold}}],
+            }
+        )
+        db.add_recipe(
+            recipe,
+            hardware=hardware,
+            budget="lpips<1",
+            speedup=speedup,
+            metrics={"lpips": {"mean": lpips, "values": [lpips, lpips]}},
+        )
     with caplog.at_level("INFO", logger="autoaccel"):
         pipe = AutoAccel.from_pretrained(saved_flux, budget="lpips<0.1", db=db, hub=False)
     assert pipe.autoaccel_recipe.configs()[0][1].threshold == 0.2  # 2.0x breaks the budget; 1.6x is the fastest
@@ -73,9 +83,19 @@ def test_budget_with_search_runs_one(saved_flux, tmp_path):
     from tests._search_worker import WORKLOAD
 
     pipe = AutoAccel.from_pretrained(
-        saved_flux, budget="lpips<0.05", search=True, hub=False, db=f"sqlite:///{tmp_path / 'r.db'}",
-        search_kwargs={"workload": WORKLOAD, "n_trials": 4, "include": ["steps"], "repeats": 1,
-                       "validation_repeats": 2, "cache_dir": tmp_path / "cache"},
+        saved_flux,
+        budget="lpips<0.05",
+        search=True,
+        hub=False,
+        db=f"sqlite:///{tmp_path / 'r.db'}",
+        search_kwargs={
+            "workload": WORKLOAD,
+            "n_trials": 4,
+            "include": ["steps"],
+            "repeats": 1,
+            "validation_repeats": 2,
+            "cache_dir": tmp_path / "cache",
+        },
     )
     assert pipe.autoaccel_recipe.methods[0].name == "steps"
 

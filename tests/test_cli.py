@@ -39,9 +39,26 @@ def test_methods_lists_every_method():
 
 def test_search_then_recipes_commands(env):
     db = f"sqlite:///{env / 'r.db'}"
-    result = invoke("search", env / "pipe", "--budget", "lpips<0.05", "--trials", "5", "--workload",
-                    env / "workload.json", "--db", db, "--study", "cli", "--out", env / "out", "-m", "steps",
-                    "-m", "cfg_truncation")
+    result = invoke(
+        "search",
+        env / "pipe",
+        "--budget",
+        "lpips<0.05",
+        "--trials",
+        "5",
+        "--workload",
+        env / "workload.json",
+        "--db",
+        db,
+        "--study",
+        "cli",
+        "--out",
+        env / "out",
+        "-m",
+        "steps",
+        "-m",
+        "cfg_truncation",
+    )
     assert result.exit_code == 0, result.output
     assert "Pareto front" in result.output
     assert (env / "out" / "cli.json").exists() and (env / "out" / "cli-pareto.png").read_bytes()[:4] == b"\x89PNG"
@@ -60,8 +77,22 @@ def test_search_then_recipes_commands(env):
 
 
 def test_search_with_an_impossible_budget_fails_clearly(env):
-    result = invoke("search", env / "pipe", "--budget", "lpips<0.0000001", "--trials", "2", "--workload",
-                    env / "workload.json", "--db", f"sqlite:///{env / 'r2.db'}", "--out", env / "out2", "-m", "steps")
+    result = invoke(
+        "search",
+        env / "pipe",
+        "--budget",
+        "lpips<0.0000001",
+        "--trials",
+        "2",
+        "--workload",
+        env / "workload.json",
+        "--db",
+        f"sqlite:///{env / 'r2.db'}",
+        "--out",
+        env / "out2",
+        "-m",
+        "steps",
+    )
     assert result.exit_code == 1
     assert "no recipe met lpips<1e-07" in result.output
 
@@ -71,8 +102,10 @@ def test_search_with_an_impossible_budget_fails_clearly(env):
     [
         (["search", "/nonexistent/model", "--budget", "lpips<0.1"], "cannot load"),
         (["search", "{pipe}", "--budget", "lpips>0.1"], "lower"),
-        (["search", "{pipe}", "--budget", "lpips<0.1", "--db", "postgresql://me:secret@127.0.0.1:1/x"],
-         "database error"),
+        (
+            ["search", "{pipe}", "--budget", "lpips<0.1", "--db", "postgresql://me:secret@127.0.0.1:1/x"],
+            "database error",
+        ),
         (["recipes", "import", "/nonexistent.json"], "cannot read"),
     ],
 )

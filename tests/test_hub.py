@@ -457,3 +457,29 @@ def test_card_and_recipe_file_are_all_a_repo_holds(hub, alice):
     make_recipe().push_to_hub("alice/flux-h100", api=alice)
     assert set(hub.files("alice/flux-h100")) == {".gitattributes", RECIPE_FILENAME, "README.md"}
     assert all(Path(p).suffix not in {".safetensors", ".bin", ".pt", ".pkl"} for p in hub.files("alice/flux-h100"))
+
+
+def test_autoaccel_loads_a_recipe_repository_by_id(hub, alice, monkeypatch, tmp_path):
+    from autoaccel import AutoAccel
+    from autoaccel.testing import tiny_pipeline
+
+    import autoaccel.hub._io as hub_io
+
+    local = HfApi(endpoint=hub.url)  # what HF_ENDPOINT=<server> would give a user's process
+    monkeypatch.setattr(hub_io, "get_api", lambda api=None: api or local)
+    saved = tmp_path / "tiny-flux"
+    tiny_pipeline("flux").save_pretrained(saved)
+    recipe = Recipe.from_dict(
+        {
+            "schema_version": 1,
+            "model_id": "someone/tiny-flux",
+            "methods": [{"name": "block_cache", "params": {"threshold": 0.3}}],
+        }
+    )
+    recipe.push_to_hub("alice/tiny-flux-recipe", api=alice)
+    with pytest.raises(BaseModelMismatchError):
+        AutoAccel.from_pretrained(saved, recipe="alice/tiny-flux-recipe")
+    pipe = AutoAccel.from_pretrained(saved, recipe="alice/tiny-flux-recipe", allow_base_model_mismatch=True)
+    assert pipe.autoaccel_recipe == recipe
+    fetched = _fetched(hub, "alice/tiny-flux-recipe")
+    assert fetched and all(path.endswith(RECIPE_FILENAME) for _, path in fetched)

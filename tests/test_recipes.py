@@ -78,8 +78,10 @@ HOSTILE = [
     ({"schema_version": 1, "methods": [], "exec": "import os; os.system('x')"}, "exec"),
     ({"schema_version": 1, "methods": [{"name": "steps", "params": {"__reduce__": "os.system"}}]}, "__reduce__"),
     ({"schema_version": 1, "methods": [{"name": "steps", "params": {"num_inference_steps": 0}}]}, "num_inference"),
-    ({"schema_version": 1, "methods": [{"name": "pab", "params": {"window_low_t": 900.0, "window_high_t": 100.0}}]},
-     "window_low_t"),
+    (
+        {"schema_version": 1, "methods": [{"name": "pab", "params": {"window_low_t": 900.0, "window_high_t": 100.0}}]},
+        "window_low_t",
+    ),
     ({"schema_version": 1, "methods": [{"name": "quantize", "params": {"keep": ["(["]}}]}, "regular expression"),
     ({"schema_version": 1, "methods": [{"name": "quantize", "params": {"scheme": "int2"}}]}, "scheme"),
     ({"schema_version": 1, "methods": [{"name": "magcache", "params": {"mag_ratios": ["a", "b"]}}]}, "mag_ratios"),

@@ -37,8 +37,9 @@ def test_moderate_caching_skips_steps_and_keeps_lpips_under_0_1(name, params, co
     call = {"true_cfg_scale": 2.0, "negative_prompt": ""} if name == "cfg_truncation" else {}
     workload = Workload.for_pipeline(pipe, prompts=PROMPTS, call_kwargs=call)
     recipe = {"schema_version": 1, "methods": [{"name": name, "params": params}]}
-    m = profile(pipe, recipe, workload, metrics=("lpips", "psnr"), repeats=1, warmup=0, progress=False,
-                cache_dir=tmp_path)
+    m = profile(
+        pipe, recipe, workload, metrics=("lpips", "psnr"), repeats=1, warmup=0, progress=False, cache_dir=tmp_path
+    )
     assert m.flops_ratio < 0.9, f"{name} skipped too little work: FLOPs ratio {m.flops_ratio}"
     if counter:
         assert m.method_stats[name][counter] > 0
@@ -51,9 +52,19 @@ def test_short_search_on_the_reference_model_finds_and_stores_a_recipe(tmp_path)
     pipe = reference()
     db = RecipeDB(f"sqlite:///{tmp_path / 'r.db'}")
     workload = Workload.for_pipeline(pipe, prompts=PROMPTS)
-    result = search(pipe, "lpips<0.1", workload=workload, model_id="autoaccel/fashion-flux", n_trials=5,
-                    include=["block_cache", "steps"], db=db, study_name="ref", repeats=2, validation_repeats=2,
-                    cache_dir=tmp_path / "cache")
+    result = search(
+        pipe,
+        "lpips<0.1",
+        workload=workload,
+        model_id="autoaccel/fashion-flux",
+        n_trials=5,
+        include=["block_cache", "steps"],
+        db=db,
+        study_name="ref",
+        repeats=2,
+        validation_repeats=2,
+        cache_dir=tmp_path / "cache",
+    )
     assert result.recipe is not None, result.rejected
     assert Budget.parse("lpips<0.1").check(result.measurement)
     assert result.measurement.flops_ratio < 1

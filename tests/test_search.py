@@ -45,8 +45,12 @@ def test_space_comes_from_the_registry_and_what_applies():
 
 
 def test_space_can_be_restricted_and_extended():
-    space = build_space(pipe_for("flux"), include=["block_cache", "steps"], exclude=["steps"],
-                        ranges={"block_cache.threshold": (0.02, 0.06)})
+    space = build_space(
+        pipe_for("flux"),
+        include=["block_cache", "steps"],
+        exclude=["steps"],
+        ranges={"block_cache.threshold": (0.02, 0.06)},
+    )
     assert space.groups == {"feature_cache": ["block_cache"]}
     threshold = next(k for k in space.knobs["block_cache"] if k.name == "threshold")
     assert (threshold.low, threshold.high) == (0.02, 0.06)
@@ -90,8 +94,19 @@ def test_split_workload_holds_out_prompts_and_seeds():
 def test_short_search_finds_validates_and_stores_a_recipe(tmp_path):
     pipe = tiny_pipeline("flux")
     db = RecipeDB(f"sqlite:///{tmp_path / 'r.db'}")
-    result = search(pipe, "lpips<0.05", workload=WORKLOAD, model_id="tiny/flux", n_trials=8, db=db,
-                    study_name="tiny", exclude=QUIET, repeats=2, validation_repeats=2, cache_dir=tmp_path / "c")
+    result = search(
+        pipe,
+        "lpips<0.05",
+        workload=WORKLOAD,
+        model_id="tiny/flux",
+        n_trials=8,
+        db=db,
+        study_name="tiny",
+        exclude=QUIET,
+        repeats=2,
+        validation_repeats=2,
+        cache_dir=tmp_path / "c",
+    )
     assert result.recipe is not None, result.rejected
     assert result.measurement.workload.seeds != WORKLOAD.seeds[:1]  # validated on fresh seeds
     assert Budget.parse("lpips<0.05").check(result.measurement)
@@ -110,8 +125,16 @@ def test_short_search_finds_validates_and_stores_a_recipe(tmp_path):
 def test_search_resumes_a_study(tmp_path):
     pipe = pipe_for("flux")
     url = f"sqlite:///{tmp_path / 'r.db'}"
-    kwargs = dict(workload=WORKLOAD, model_id="tiny/flux", db=url, study_name="resume", exclude=QUIET, repeats=1,
-                  validate=False, cache_dir=tmp_path / "c")
+    kwargs = dict(
+        workload=WORKLOAD,
+        model_id="tiny/flux",
+        db=url,
+        study_name="resume",
+        exclude=QUIET,
+        repeats=1,
+        validate=False,
+        cache_dir=tmp_path / "c",
+    )
     search(pipe, "lpips<0.05", n_trials=3, **kwargs)
     result = search(pipe, "lpips<0.05", n_trials=2, **kwargs)
     finished = [t for t in result.study.trials if t.state.is_finished()]
@@ -126,8 +149,17 @@ def test_failing_trials_are_recorded_and_the_search_goes_on(tmp_path, monkeypatc
         raise torch_oom()
 
     monkeypatch.setitem(M._REGISTRY, "block_cache", type(spec)(**{**spec.__dict__, "apply": boom}))
-    result = search(pipe_for("flux"), "lpips<0.05", workload=WORKLOAD, model_id="tiny/flux", n_trials=4,
-                    include=["block_cache", "steps"], repeats=1, validate=False, cache_dir=tmp_path)
+    result = search(
+        pipe_for("flux"),
+        "lpips<0.05",
+        workload=WORKLOAD,
+        model_id="tiny/flux",
+        n_trials=4,
+        include=["block_cache", "steps"],
+        repeats=1,
+        validate=False,
+        cache_dir=tmp_path,
+    )
     states = [t.state for t in result.study.trials]
     assert optuna.trial.TrialState.FAIL in states  # the enqueued block_cache presets crashed
     assert optuna.trial.TrialState.COMPLETE in states
@@ -140,8 +172,16 @@ def torch_oom() -> Exception:
 
 
 def test_a_budget_no_trial_meets_gives_no_recipe(tmp_path):
-    result = search(pipe_for("flux"), "lpips<0.0000001", workload=WORKLOAD, model_id="tiny/flux", n_trials=3,
-                    include=["steps"], repeats=1, cache_dir=tmp_path)
+    result = search(
+        pipe_for("flux"),
+        "lpips<0.0000001",
+        workload=WORKLOAD,
+        model_id="tiny/flux",
+        n_trials=3,
+        include=["steps"],
+        repeats=1,
+        cache_dir=tmp_path,
+    )
     assert result.recipe is None
 
 
@@ -216,6 +256,16 @@ def test_killed_worker_keeps_finished_trials_and_its_trial_is_retried(postgres_u
 
 def test_workload_no_larger_than_the_pruning_subset(tmp_path):
     small = WORKLOAD.model_copy(update={"prompts": WORKLOAD.prompts[:2]})  # search split keeps 2: all used to prune
-    result = search(pipe_for("flux"), "lpips<0.05", workload=small, model_id="tiny/flux", n_trials=2,
-                    include=["steps"], repeats=1, validate=False, warm_start=False, cache_dir=tmp_path)
+    result = search(
+        pipe_for("flux"),
+        "lpips<0.05",
+        workload=small,
+        model_id="tiny/flux",
+        n_trials=2,
+        include=["steps"],
+        repeats=1,
+        validate=False,
+        warm_start=False,
+        cache_dir=tmp_path,
+    )
     assert all(t.state != optuna.trial.TrialState.FAIL for t in result.study.trials)

@@ -16,7 +16,8 @@ from . import repository as repo
 from .engine import engine_for, redact_url, session_scope
 from .jobs import JobInfo, Lease, TokenInfo
 from .matching import Match, best_recipe
-from .migrate import check_schema
+from .migrate import _LOCK as _MIGRATION_LOCK
+from .migrate import check_schema, migration_connection
 from .records import RecipeInfo, StudyInfo, TrialInfo
 
 if TYPE_CHECKING:
@@ -84,7 +85,14 @@ class RecipeDB:
         """
         import optuna
 
-        return optuna.storages.RDBStorage(self.engine.url.render_as_string(hide_password=False), **kwargs)
+        url = self.engine.url.render_as_string(hide_password=False)
+        if self.engine.dialect.name != "postgresql":
+            return optuna.storages.RDBStorage(url, **kwargs)
+        # Optuna creates its tables (and PostgreSQL enum types) on first use without a lock; workers starting together
+        # would race on CREATE TYPE. Our migration lock makes them take turns. (A SQLite write lock held here would
+        # block Optuna's own connection, so SQLite goes without.)
+        with _MIGRATION_LOCK, migration_connection(self.engine):
+            return optuna.storages.RDBStorage(url, **kwargs)
 
     # -- entities --------------------------------------------------------------------------------------------------
     def upsert_model(

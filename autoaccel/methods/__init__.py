@@ -61,7 +61,8 @@ def _load() -> dict[str, MethodSpec]:
 
 def available() -> list[str]:
     """Names of all registered methods, in application order."""
-    return [s.name for s in sorted(_load().values(), key=lambda s: s.stage)]
+    order = {name: i for i, name in enumerate(_MODULES)}  # ties within a stage: the order of _MODULES
+    return [s.name for s in sorted(_load().values(), key=lambda s: (s.stage, order.get(s.name, len(order))))]
 
 
 def get(name: str) -> MethodSpec:

@@ -59,8 +59,12 @@ def render() -> str:
         module = importlib.import_module(spec.apply.__module__)
         doc = inspect.cleandoc(module.__doc__ or "")
         out += [f"## `{name}`", "", doc, ""]
-        out += [f"- Families: {', '.join(spec.families)}", f"- Group: {spec.group or '-'}; stage {spec.stage}",
-                f"- Follows: {spec.paper}", ""]
+        out += [
+            f"- Families: {', '.join(spec.families)}",
+            f"- Group: {spec.group or '-'}; stage {spec.stage}",
+            f"- Follows: {spec.paper}",
+            "",
+        ]
         out += ["| knob | type | default | range | search | meaning |", "|---|---|---|---|---|---|"]
         for key, field in spec.config.model_fields.items():
             default = field.default if field.default_factory is None else field.default_factory()
