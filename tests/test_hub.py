@@ -460,10 +460,9 @@ def test_card_and_recipe_file_are_all_a_repo_holds(hub, alice):
 
 
 def test_autoaccel_loads_a_recipe_repository_by_id(hub, alice, monkeypatch, tmp_path):
+    import autoaccel.hub._io as hub_io
     from autoaccel import AutoAccel
     from autoaccel.testing import tiny_pipeline
-
-    import autoaccel.hub._io as hub_io
 
     local = HfApi(endpoint=hub.url)  # what HF_ENDPOINT=<server> would give a user's process
     monkeypatch.setattr(hub_io, "get_api", lambda api=None: api or local)
