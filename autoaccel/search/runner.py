@@ -195,7 +195,9 @@ def search(
     recipe_db = _open_db(db)
     storage = _storage(recipe_db, heartbeat_interval, grace_period)
     study = _create_study(study_name, storage, objective.directions, _sampler(seed, n_trials))
-    study.set_metric_names(["speedup", f"{objective.primary.agg}({objective.primary.metric})"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["speedup", f"{objective.primary.agg}({objective.primary.metric})"])
     study.set_user_attr("budget", str(budget))
     study.set_user_attr("model_id", model_id)
     db_study = None
