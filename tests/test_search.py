@@ -269,3 +269,25 @@ def test_workload_no_larger_than_the_pruning_subset(tmp_path):
         cache_dir=tmp_path,
     )
     assert all(t.state != optuna.trial.TrialState.FAIL for t in result.study.trials)
+
+
+def test_a_method_that_never_acts_is_pruned(tmp_path):
+    from autoaccel.profiling import baseline_outputs
+    from autoaccel.recipes import Recipe
+    from autoaccel.search import Objective
+    from autoaccel.search.objective import Baseline
+
+    pipe = pipe_for("flux")
+    space = build_space(pipe, include=["steps", "cfg_truncation"], workload_steps=8)
+    ref = baseline_outputs(pipe, WORKLOAD, cache_dir=tmp_path)
+    objective = Objective(pipe, space, Budget.parse("lpips<0.5"), WORKLOAD,
+                          Baseline(ref.images, [ref.flops_per_image] * len(ref.images)), metrics=("lpips",),
+                          device=ref.images.device, repeats=1)
+    # No true CFG in this workload: the truncation never fires, so the pair is only "fewer steps" plus overhead.
+    recipe = Recipe.from_dict({"schema_version": 1, "methods": [
+        {"name": "steps", "params": {"num_inference_steps": 4}}, {"name": "cfg_truncation"}]})
+    with pytest.raises(optuna.TrialPruned, match="inactive: cfg_truncation"):
+        objective.evaluate(recipe)
+    alone = objective.evaluate(Recipe.from_dict({"schema_version": 1, "methods": [
+        {"name": "steps", "params": {"num_inference_steps": 4}}]}))
+    assert alone.flops_ratio == 0.5

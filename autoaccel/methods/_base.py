@@ -92,6 +92,9 @@ class MethodSpec:
         paper: The paper or reference implementation the method follows.
         families: Pipeline families it supports (documentation and tests).
         summary: One line for listings.
+        conflicts: Methods it cannot be combined with beyond its group.
+        activity: ``Handle.stats`` counters that show the method saved work; if all stay 0 during a generation the
+            method did nothing (e.g. a cache that never hit), which the search uses to prune decorative methods.
     """
 
     name: str
@@ -104,3 +107,4 @@ class MethodSpec:
     families: tuple[str, ...] = ()
     summary: str = ""
     conflicts: tuple[str, ...] = field(default=())
+    activity: tuple[str, ...] = ()

@@ -212,5 +212,6 @@ SPEC = register(
         paper="First Block Cache (ParaAttention 2024), TeaCache (arXiv:2411.19108), DBCache (cache-dit 2025)",
         families=TRANSFORMER_FAMILIES,
         summary="Reuse the middle blocks' residual when the first blocks' residual barely changes.",
+        activity=("cached_steps",),
     )
 )

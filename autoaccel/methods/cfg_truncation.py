@@ -124,5 +124,6 @@ SPEC = register(
         paper="Adaptive Guidance, Castillo et al. 2023 (arXiv:2312.12487)",
         families=ALL_FAMILIES,
         summary="Drop the unconditional CFG branch for the last steps.",
+        activity=("skipped_uncond_calls", "halved_calls"),
     )
 )

@@ -145,5 +145,6 @@ SPEC = register(
         paper="DeepCache, Ma et al. 2023 (arXiv:2312.00858)",
         families=("sd",),
         summary="Reuse a UNet's deep features between full steps; run only the shallow branch.",
+        activity=("cached_steps",),
     )
 )

@@ -109,5 +109,6 @@ SPEC = register(
         paper="SageAttention (arXiv:2410.02367), SageAttention2 FP8 PV (arXiv:2411.10958)",
         families=FAMILIES,
         summary="INT8 QK^T with smoothed K, fp32 softmax, 16-bit or FP8 PV in the transformer's self-attention.",
+        activity=("kernel_calls",),
     )
 )

@@ -138,5 +138,6 @@ SPEC = register(
         paper="SpargeAttn (arXiv:2502.18137), DraftAttention (arXiv:2505.14708), Sparse VideoGen (arXiv:2502.01776)",
         families=FAMILIES,
         summary="Block-sparse self-attention keeping the key blocks with the most estimated attention per query block.",
+        activity=("kernel_calls",),
     )
 )

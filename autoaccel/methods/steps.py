@@ -24,7 +24,7 @@ class StepsConfig(MethodConfig):
     """Knobs of `steps`. Fewer steps: proportionally faster, lower quality."""
 
     num_inference_steps: int | None = Field(
-        ge=1, le=1000, **knob(None, "Steps actually run, whatever the call asks for (None: as called).", low=4, high=50)
+        ge=1, le=1000, **knob(None, "Steps actually run, whatever the call asks for (None: as called).", low=1, high=50)
     )
     timestep_spacing: Literal["linspace", "leading", "trailing"] | None = Field(
         None, description="Scheduler timestep spacing (schedulers with a `timestep_spacing` setting)."

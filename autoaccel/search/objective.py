@@ -26,6 +26,7 @@ import torch
 
 from ..budget import Budget
 from ..errors import RecipeError
+from ..methods import get as get_method
 from ..profiling import DenoiserFlops, generate, mean_interval, quality, speedup_interval, time_variants
 from ..recipes import Recipe
 from ..workload import Workload, WorkloadItem
@@ -139,6 +140,9 @@ class Objective:
             ratio = flops.total / self.baseline.flops[0] if self.baseline.flops[0] else 1.0
             if ratio > 0.999 and not NON_FLOP_METHODS & {m.name for m in recipe.methods}:
                 self._prune(trial, f"inert: saves no denoiser FLOPs (ratio {ratio:.4f})")
+            idle = [h.name for h in handle.handles if _idle(h)]
+            if idle:  # a method that never acted only adds overhead: the same recipe without it is simpler and faster
+                self._prune(trial, f"inactive: {', '.join(idle)} saved no work on the first item")
             early = self._outputs(first, self.items[1 : self.prune_items])
             per_image = quality(early, self.baseline.outputs[: len(early)], self.metrics)
             reason = clearly_over(self.budget, per_image)
@@ -181,6 +185,12 @@ class Objective:
             if per_image:
                 trial.set_user_attr("per_image", per_image)
         raise optuna.TrialPruned(reason)
+
+
+def _idle(handle: Any) -> bool:
+    """Whether a method with activity counters (see `MethodSpec.activity`) left them all at zero."""
+    counters = get_method(handle.name).activity
+    return bool(counters) and not any(handle.stats.get(name, 0) for name in counters)
 
 
 def _first_items(workload: Workload, n: int) -> dict[str, Any]:

@@ -40,10 +40,14 @@ PRESETS: list[list[tuple[str, dict[str, Any]]]] = [
 ]
 
 
+STEP_FRACTIONS = (0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
+
+
 def applicable_presets(groups: dict[str, list[str]], steps: int | None) -> list[list[tuple[str, dict[str, Any]]]]:
-    """Presets whose methods are all searchable here, plus 'fewer steps' at 3/4 and 1/2 of ``steps``."""
+    """Presets whose methods are all searchable here, plus 'fewer steps' at the `STEP_FRACTIONS` of ``steps``."""
     searchable = {m for methods in groups.values() for m in methods}
     out = [p for p in PRESETS if all(name in searchable for name, _ in p)]
-    if steps and "steps" in searchable:
-        out += [[("steps", {"num_inference_steps": max(1, steps * k // 4)})] for k in (3, 2)]
+    if steps and "steps" in searchable:  # a ladder of fewer steps maps the strongest single method early
+        counts = sorted({max(1, round(steps * f)) for f in STEP_FRACTIONS} - {steps}, reverse=True)
+        out += [[("steps", {"num_inference_steps": n})] for n in counts]
     return out

@@ -304,10 +304,16 @@ def _validate(
 
 
 def _default_steps(pipe: Any) -> int | None:
+    """The step count of a plain ``pipe(prompt)`` call: the first ``num_inference_steps`` default along the MRO
+    (subclasses that forward ``*args, **kwargs`` inherit their parent's default)."""
     import inspect
 
-    param = inspect.signature(type(pipe).__call__).parameters.get("num_inference_steps")
-    return param.default if param is not None and isinstance(param.default, int) else None
+    for cls in type(pipe).__mro__:
+        call = cls.__dict__.get("__call__")
+        param = inspect.signature(call).parameters.get("num_inference_steps") if call is not None else None
+        if param is not None and isinstance(param.default, int):
+            return param.default
+    return None
 
 
 def _hardware(device: torch.device) -> Any:
