@@ -120,6 +120,8 @@ class Objective:
         outcome = self.evaluate(recipe, trial)
         trial.set_user_attr("per_image", outcome.per_image)
         trial.set_user_attr("constraints", outcome.constraints)
+        for i, (clause, margin) in enumerate(zip(self.budget.clauses, outcome.constraints, strict=True)):
+            trial.set_constraint(f"{i}:{clause}", margin)  # <= 0 is feasible; the sampler and best_trials read it
         trial.set_user_attr("speedup_ci", list(outcome.speedup_ci))
         trial.set_user_attr("flops_ratio", outcome.flops_ratio)
         trial.set_user_attr("stats", outcome.stats)

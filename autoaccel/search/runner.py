@@ -85,7 +85,6 @@ def _sampler(seed: int | None, n_trials: int) -> optuna.samplers.BaseSampler:
             seed=seed,
             multivariate=True,
             group=True,  # conditional spaces: model each combination of chosen methods separately
-            constraints_func=lambda t: t.user_attrs.get("constraints", [1.0]),
             n_startup_trials=max(3, min(10, n_trials // 3)),
         )
 
