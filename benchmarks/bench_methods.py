@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _docs import write_section  # noqa: E402  (benchmarks run as scripts from this folder)
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- bench_methods:start -->", "<!-- bench_methods:end -->"
 SECTION = "## Methods on tiny pipelines"
 
 
@@ -124,18 +124,6 @@ def profile_all(args: argparse.Namespace) -> str:
     return f"Generated {stamp} by `{command}`.\n\n" + "\n\n".join(sections)
 
 
-def write(table: str, path: Path = DOC) -> None:
-    block = f"{START}\n{table}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed generations of the workload per variant")
@@ -155,7 +143,7 @@ def main() -> None:
     if args.print:
         print(table)
     else:
-        write(table)
+        write_section("bench_methods", SECTION, table)
         print(f"wrote {DOC}", file=sys.stderr)
 
 

@@ -36,11 +36,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _docs import write_section  # noqa: E402  (benchmarks run as scripts from this folder)
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 DOC = DOCS / "benchmarks.md"
-START, END = "<!-- bench_search:start -->", "<!-- bench_search:end -->"
 SECTION = "## Searched recipe against peers"
 LADDER = ("lpips<0.1", "lpips<0.05", "lpips<0.02", "lpips<0.01")
 FAMILIES = ("fewer steps", "FBCache", "TaylorSeer", "MagCache", "cache-dit")
@@ -433,19 +433,6 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(table: str, path: Path = DOC) -> None:
-    block = f"{START}\n{table}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        before, rest = text.split(START, 1)
-        text = before + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    path.write_text(text, encoding="utf-8")
-
-
-# -- main -------------------------------------------------------------------------------------------------------
-@dataclass
 class Run:
     args: argparse.Namespace
     data: dict[str, Any] = field(default_factory=dict)
@@ -476,7 +463,7 @@ def main() -> None:
     ladder = LADDER[::3] if args.quick else LADDER
     command = " ".join(["AUTOACCEL_LPIPS_WEIGHTS=<lpips_alex_v0.1.safetensors>", "python", *sys.argv])
     if args.from_json:  # re-render the section from a finished run's raw numbers; measures nothing
-        write_section(render(json.loads((DOCS / "bench_search.json").read_text())))
+        write_section("bench_search", SECTION, render(json.loads((DOCS / "bench_search.json").read_text())))
         return
 
     torch.set_num_threads(1)
@@ -579,7 +566,7 @@ def main() -> None:
     if args.print:
         print(section)
     else:
-        write_section(section)
+        write_section("bench_search", SECTION, section)
         print(f"wrote {DOC}, {DOCS / 'bench_search.json'}", file=sys.stderr)
 
 

@@ -35,9 +35,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from _docs import write_section  # noqa: E402  (benchmarks run as scripts from this folder)
+
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- bench_service:start -->", "<!-- bench_service:end -->"
 SECTION = "## Recipe service"
 HOST = "127.0.0.1"
 ARCHES = ("hopper", "ampere", "ada", "blackwell")
@@ -242,20 +243,6 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_doc(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END) :]
-    else:
-        intro = (
-            "`benchmarks/bench_service.py` measures how fast the REST service answers recipe queries under a fixed\n"
-            "request rate, on SQLite and on PostgreSQL, over loopback."
-        )
-        doc = doc.rstrip() + f"\n\n{SECTION}\n\n{intro}\n\n{block}\n"
-    DOC.write_text(doc)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default="sqlite,postgres")
@@ -294,7 +281,11 @@ def main() -> None:
     text = table(rows, args)
     print(text)
     if not args.print:
-        write_doc(text)
+        intro = (
+            "`benchmarks/bench_service.py` measures how fast the REST service answers recipe queries under a fixed\n"
+            "request rate, on SQLite and on PostgreSQL, over loopback."
+        )
+        write_section("bench_service", SECTION, text, intro=intro)
 
 
 if __name__ == "__main__":
