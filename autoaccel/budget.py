@@ -237,6 +237,36 @@ class Budget:
         """Whether ``measurement`` satisfies every clause."""
         return not self.violations(measurement)
 
+    def stored_violations(
+        self, values: Mapping[str, Sequence[float]], aggregates: Mapping[str, Mapping[str, float]]
+    ) -> tuple[str, ...]:
+        """Why stored numbers (a recipe's, the database's) miss the budget: one line per failing clause.
+
+        A clause is evaluated on its metric's per-image ``values`` when there are any (exactly as `check` would), else
+        on the stored aggregate (``p50``/``p0``/``p100`` accepted for median/min/max). A clause whose metric or
+        aggregate was not stored fails: the numbers cannot show that it is met. Metric names must be canonical.
+        """
+        problems = []
+        for clause in self.clauses:
+            if values.get(clause.metric):
+                value: float | None = clause.aggregate([float(v) for v in values[clause.metric]])
+            elif clause.metric in aggregates:
+                stored = aggregates[clause.metric]
+                value = next((stored[k] for k in _AGG_KEYS.get(clause.agg, (clause.agg,)) if k in stored), None)
+                if value is None:
+                    have = ", ".join(stored) or "nothing"
+                    problems.append(f"{clause}: the recipe reports no {clause.agg} of {clause.metric} (it has: {have})")
+                    continue
+            else:
+                problems.append(f"{clause}: the recipe reports no {clause.metric}")
+                continue
+            if clause.margin(float(value)) > 0:
+                problems.append(f"{clause}: measured {value:.4g}")
+        return tuple(problems)
+
+
+_AGG_KEYS = {"median": ("median", "p50"), "min": ("min", "p0"), "max": ("max", "p100")}
+
 
 def _per_image(measurement: Any) -> Mapping[str, Any]:
     per_image = getattr(measurement, "per_image", measurement)

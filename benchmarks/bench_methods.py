@@ -37,8 +37,10 @@ def cases(steps: int) -> list[tuple[str, dict[str, Any]]]:
         ("block_cache", {"threshold": 0.5}),
         ("taylorseer", {"interval": 3, "order": 1, "warmup_steps": 3}),
         ("steps", {"num_inference_steps": steps // 2}),
+        ("steps", {"num_inference_steps": steps // 2, "solver": "unipc"}),
         ("cfg_truncation", {"after_fraction": 0.5}),
         ("quantize", {"scheme": "int8_weight_only"}),
+        ("compile", {}),
     ]
 
 

@@ -46,7 +46,7 @@ def main(url: str, study: str, trials: int, pipe_dir: str, slow: float = 0.0) ->
         repeats=1,
         heartbeat_interval=1,
         grace_period=3,
-        exclude=("magcache", "quantize", "quant_attention", "sparse_attention", "attention_backend"),
+        exclude=("magcache", "quantize", "quant_attention", "sparse_attention", "attention_backend", "compile"),
     )
 
 

@@ -124,3 +124,30 @@ def test_aliases():
     assert canonical_id("someone/model") == "someone/model"
     with pytest.raises(TypeError):
         AutoAccel()
+
+
+def test_shipped_recipes_that_cannot_apply_here_are_skipped(tmp_path, monkeypatch, caplog):
+    import json
+
+    from autoaccel.methods import compile as compile_method
+    from autoaccel.recipes import shipped
+
+    base = json.loads(next(shipped.DATA.glob("fashion-flux-*.json")).read_text())
+    fast = {**base, "methods": [{"name": "steps", "params": {"num_inference_steps": 3}}, {"name": "compile"}]}
+    fast["metrics"] = {**base["metrics"], "speedup": 100.0}
+    (tmp_path / "fast.json").write_text(json.dumps(fast))
+    (tmp_path / "plain.json").write_text(json.dumps(base))
+    monkeypatch.setattr(shipped, "DATA", tmp_path)
+
+    caplog.set_level("INFO", logger="autoaccel")
+    pipe = AutoAccel.from_pretrained("autoaccel/fashion-flux", budget="lpips<0.05", db=f"sqlite:///{tmp_path}/r.db")
+    assert [m.name for m in pipe.autoaccel_recipe.methods] == ["steps", "compile"]  # the fastest, where it applies
+    pipe.autoaccel_handle.remove()
+
+    monkeypatch.setattr(compile_method, "_has_cpp_compiler", lambda: False)
+    with pytest.raises(RecipeError, match="C\\+\\+ compiler") as info:
+        Recipe.from_dict(fast).check(pipe)
+    assert info.value.field == "methods.1"
+    pipe = AutoAccel.from_pretrained("autoaccel/fashion-flux", budget="lpips<0.05", db=f"sqlite:///{tmp_path}/r.db")
+    assert pipe.autoaccel_recipe == Recipe.from_dict(base)
+    assert "skipping a shipped recipe that cannot apply here" in caplog.text

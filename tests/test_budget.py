@@ -247,3 +247,14 @@ def test_check_agrees_with_margins(budget, data):
     margins = budget.margins(measurement)
     assert len(margins) == len(budget.clauses)
     assert budget.check(measurement) == all(m <= 0 for m in margins)
+
+
+def test_stored_violations_prefer_per_image_values_then_aggregates():
+    budget = Budget.parse("lpips<0.1 and median(psnr)>30")
+    # per-image values win over a (stale) stored mean; p50 stands in for median
+    assert budget.stored_violations({"lpips": [0.05, 0.07]}, {"lpips": {"mean": 0.5}, "psnr": {"p50": 31.0}}) == ()
+    problems = budget.stored_violations({}, {"lpips": {"mean": 0.2}})
+    assert problems == ("lpips<0.1: measured 0.2", "median(psnr)>30: the recipe reports no psnr")
+    assert budget.stored_violations({}, {"lpips": {"max": 0.01}, "psnr": {"median": 31.0}}) == (
+        "lpips<0.1: the recipe reports no mean of lpips (it has: max)",
+    )

@@ -382,3 +382,70 @@ def test_methods_doc_is_generated_from_the_registry():
 
     doc = Path(__file__).resolve().parents[1] / "docs" / "methods.md"
     assert doc.read_text() == render(), "regenerate: python -m autoaccel.methods._docs > docs/methods.md"
+
+
+@pytest.mark.parametrize("kind", ["flux", "sd3", "pixart", "dit", "sd"])
+def test_multistep_solver_replaces_the_scheduler_and_removes_exactly(kind):
+    pipe = pipe_for(kind)
+    scheduler = pipe.scheduler
+    base, _ = run(pipe, kind)
+    euler_like = _apply(pipe, "steps", {"num_inference_steps": 4})
+    try:
+        few, few_flops = run(pipe, kind)
+    finally:
+        euler_like.remove()
+    handle = _apply(pipe, "steps", {"num_inference_steps": 4, "solver": "unipc"})
+    try:
+        assert type(pipe.scheduler).__name__ == "UniPCMultistepScheduler"
+        if "shift" in scheduler.config:  # flow matching: the solver keeps the model's sigma shift
+            assert pipe.scheduler.config.use_flow_sigmas and pipe.scheduler.config.flow_shift == scheduler.config.shift
+        solved, solved_flops = run(pipe, kind)
+    finally:
+        handle.remove()
+    assert solved_flops == few_flops  # same model calls: only the update rule changed
+    assert not torch.equal(solved, few)
+    assert_pristine(pipe, scheduler)
+    assert torch.equal(run(pipe, kind)[0], base)
+
+
+def test_compile_matches_eager_counts_the_same_flops_and_removes_exactly():
+    from autoaccel.profiling import DenoiserFlops
+
+    pipe = pipe_for("flux")
+
+    def kwargs():  # a fresh seeded generator per call
+        return default_call_kwargs("flux", steps=2)
+
+    with DenoiserFlops(pipe) as eager_flops:
+        base = pipe(**kwargs()).images
+    handle = _apply(pipe, "compile", {})
+    try:
+        assert handle.handles[0].stats == {"compiled_modules": 4}  # transformer, VAE decoder, CLIP and T5
+        assert pipe.transformer._compiled_call_impl is not None
+        compiled = pipe(**kwargs()).images
+        with DenoiserFlops(pipe) as compiled_flops:  # counted eagerly: kernels would hide the operators
+            pipe(**kwargs())
+    finally:
+        handle.remove()
+    torch.testing.assert_close(compiled, base, atol=1e-4, rtol=1e-4)
+    assert compiled_flops.total == eager_flops.total > 0
+    assert pipe.transformer._compiled_call_impl is None and pipe.vae.decoder._compiled_call_impl is None
+    assert torch.equal(pipe(**kwargs()).images, base)
+
+
+def test_compile_refuses_a_hooked_denoiser_and_leaves_nothing_applied():
+    pipe = pipe_for("flux")
+    scheduler = pipe.scheduler
+    cache = ("block_cache", M.get("block_cache").config(threshold=0.1))
+    with pytest.raises(NotApplicableError, match="denoiser=false"):
+        M.apply_methods(pipe, [cache, ("compile", M.get("compile").config())])
+    assert_pristine(pipe, scheduler)
+    assert pipe.transformer._compiled_call_impl is None
+    handle = M.apply_methods(pipe, [cache, ("compile", M.get("compile").config(denoiser=False))])
+    try:
+        assert handle.handles[-1].stats == {"compiled_modules": 3}
+        assert pipe.transformer._compiled_call_impl is None and pipe.vae.decoder._compiled_call_impl is not None
+    finally:
+        handle.remove()
+    assert_pristine(pipe, scheduler)
+    assert pipe.vae.decoder._compiled_call_impl is None

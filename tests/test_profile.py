@@ -246,3 +246,22 @@ def test_baseline_outputs_share_the_profile_cache(pipe, workload, tmp_path):
     assert m.baseline_items_computed == 0 and m.baseline_flops == first.flops_per_image
     again = baseline_outputs(pipe, workload, workload.items()[1:], cache_dir=tmp_path)
     assert (again.computed, again.cached) == (0, 1) and torch.equal(again.images[0], first.images[1])
+
+
+def test_a_compiled_recipe_is_scored_on_compiled_outputs_and_counted_eagerly():
+    from autoaccel.testing import tiny_pipeline
+
+    pipe = tiny_pipeline("flux")
+    workload = Workload.for_pipeline(
+        pipe,
+        prompts=["a cat", "a dog"],
+        num_inference_steps=4,
+        height=32,
+        width=32,
+        call_kwargs={"max_sequence_length": 32},
+    )
+    recipe = {"schema_version": 1, "methods": [{"name": "compile"}]}
+    m = profile(pipe, recipe, workload, metrics=("psnr",), repeats=1, warmup=1, progress=False, cache_dir=False)
+    assert m.flops_ratio == 1.0  # the counter saw every operator (compiled kernels would hide them)
+    # eager outputs would equal the baseline (PSNR inf); compiled ones differ by float rounding only
+    assert all(100 < p < math.inf for p in m.per_image["psnr"]), m.per_image

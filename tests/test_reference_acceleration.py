@@ -71,3 +71,19 @@ def test_short_search_on_the_reference_model_finds_and_stores_a_recipe(tmp_path)
     assert db.get_recipe(result.recipe_id) == result.recipe
     assert {m.name for m in result.recipe.methods} <= {"block_cache", "steps"}
     assert M.available()  # registry intact after the search
+
+
+def test_unipc_at_four_steps_is_closer_to_the_full_schedule_than_euler(tmp_path):
+    """The multistep solver's gain on the trained model (docs/benchmarks.md: the fewer-steps and hand-combined rows)."""
+    pipe = reference()
+    workload = Workload.for_pipeline(pipe, prompts=PROMPTS)
+    lpips = {}
+    for solver in (None, "unipc"):
+        recipe = {
+            "schema_version": 1,
+            "methods": [{"name": "steps", "params": {"num_inference_steps": 4, "solver": solver}}],
+        }
+        m = profile(pipe, recipe, workload, metrics=("lpips",), repeats=1, warmup=0, progress=False, cache_dir=tmp_path)
+        assert m.flops_ratio == pytest.approx(4 / 28)  # the same model calls either way
+        lpips[solver] = sum(m.per_image["lpips"]) / len(PROMPTS)
+    assert lpips["unipc"] < 0.7 * lpips[None], lpips

@@ -24,7 +24,7 @@ from ._postgres import postgres_server, postgres_url  # noqa: F401
 from ._search_worker import WORKLOAD
 
 REPO = Path(__file__).resolve().parents[1]
-QUIET = ("quant_attention", "sparse_attention", "attention_backend")
+QUIET = ("quant_attention", "sparse_attention", "attention_backend", "compile")
 
 
 @pytest.fixture(autouse=True)
@@ -280,14 +280,26 @@ def test_a_method_that_never_acts_is_pruned(tmp_path):
     pipe = pipe_for("flux")
     space = build_space(pipe, include=["steps", "cfg_truncation"], workload_steps=8)
     ref = baseline_outputs(pipe, WORKLOAD, cache_dir=tmp_path)
-    objective = Objective(pipe, space, Budget.parse("lpips<0.5"), WORKLOAD,
-                          Baseline(ref.images, [ref.flops_per_image] * len(ref.images)), metrics=("lpips",),
-                          device=ref.images.device, repeats=1)
+    objective = Objective(
+        pipe,
+        space,
+        Budget.parse("lpips<0.5"),
+        WORKLOAD,
+        Baseline(ref.images, [ref.flops_per_image] * len(ref.images)),
+        metrics=("lpips",),
+        device=ref.images.device,
+        repeats=1,
+    )
     # No true CFG in this workload: the truncation never fires, so the pair is only "fewer steps" plus overhead.
-    recipe = Recipe.from_dict({"schema_version": 1, "methods": [
-        {"name": "steps", "params": {"num_inference_steps": 4}}, {"name": "cfg_truncation"}]})
+    recipe = Recipe.from_dict(
+        {
+            "schema_version": 1,
+            "methods": [{"name": "steps", "params": {"num_inference_steps": 4}}, {"name": "cfg_truncation"}],
+        }
+    )
     with pytest.raises(optuna.TrialPruned, match="inactive: cfg_truncation"):
         objective.evaluate(recipe)
-    alone = objective.evaluate(Recipe.from_dict({"schema_version": 1, "methods": [
-        {"name": "steps", "params": {"num_inference_steps": 4}}]}))
+    alone = objective.evaluate(
+        Recipe.from_dict({"schema_version": 1, "methods": [{"name": "steps", "params": {"num_inference_steps": 4}}]})
+    )
     assert alone.flops_ratio == 0.5

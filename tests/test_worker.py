@@ -34,7 +34,7 @@ WORKLOAD = {
     "width": 32,
     "call_kwargs": {"max_sequence_length": 32},
 }
-SLOW_METHODS = ["magcache", "quantize", "quant_attention", "sparse_attention", "attention_backend"]
+SLOW_METHODS = ["magcache", "quantize", "quant_attention", "sparse_attention", "attention_backend", "compile"]
 
 
 def search_request(n_trials: int = 3, **changes) -> SearchCreate:
@@ -171,7 +171,7 @@ def test_heartbeat_progress_cancel_release_and_finish(db: RecipeDB):
 
 # -- workers --------------------------------------------------------------------------------------------------------
 def test_worker_runs_a_search_and_stores_the_recipe(sqlite_db: RecipeDB):
-    quiet = ["quant_attention", "sparse_attention", "attention_backend"]  # as tests/test_search.py: finds a recipe
+    quiet = ["quant_attention", "sparse_attention", "attention_backend", "compile"]  # as tests/test_search.py
     job = submit(sqlite_db, n_trials=8, exclude=quiet, repeats=2, validation_repeats=2)
     done = Worker(sqlite_db, device="cpu", lease_s=30, cache_dir=False).run_once()
     assert done.status == "succeeded", done.error

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -19,10 +18,9 @@ from .records import hardware_columns, hardware_dict
 logger = logging.getLogger("autoaccel.db")
 
 Fallback = Literal["exact", "same_gpu", "same_arch"]
+
+
 # Aggregate names a stored quality dict may use for each budget aggregation.
-_AGG_KEYS = {"median": ("median", "p50"), "min": ("min", "p0"), "max": ("max", "p100")}
-
-
 @dataclass(frozen=True)
 class Match:
     """The recipe chosen by `best_recipe`.
@@ -173,28 +171,22 @@ def _budget_check(budget: str | None) -> Callable[[RecipeRow], bool]:
 
 
 def meets_budget(budget: Any, quality: Mapping[str, Any]) -> bool:
-    """Whether stored quality aggregates satisfy every clause of a parsed `Budget` (see `best_recipe`)."""
+    """Whether stored quality (``{metric: {"mean": ..., "values": [...]}}``) satisfies every clause of a parsed
+    `Budget`: per-image values when stored, else the aggregates (`Budget.stored_violations`)."""
     from .. import metrics
 
-    stored: dict[str, Any] = {}
+    values: dict[str, list[float]] = {}
+    aggregates: dict[str, dict[str, float]] = {}
     for name, stats in quality.items():
         canonical = metrics.canonical_name(name)
-        if canonical is not None and isinstance(stats, Mapping):
-            stored[canonical] = stats
-    for clause in budget.clauses:
-        stats = stored.get(clause.metric)
-        if stats is None:
-            return False
-        values = stats.get("values")
-        if isinstance(values, list) and values and all(isinstance(v, (int, float)) for v in values):
-            value = clause.aggregate([float(v) for v in values])
-        else:
-            found = [
-                stats[k] for k in _AGG_KEYS.get(clause.agg, (clause.agg,)) if isinstance(stats.get(k), (int, float))
-            ]
-            if not found:
-                return False
-            value = float(found[0])
-        if math.isnan(value) or clause.margin(value) > 0:
-            return False
-    return True
+        if canonical is None or not isinstance(stats, Mapping):
+            continue
+        raw = stats.get("values")
+        if isinstance(raw, list) and raw and all(_number(v) for v in raw):
+            values[canonical] = [float(v) for v in raw]
+        aggregates[canonical] = {k: float(v) for k, v in stats.items() if _number(v)}
+    return not budget.stored_violations(values, aggregates)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -106,27 +106,9 @@ def budget_violations(budget: str | Budget, metrics: RecipeMetrics | Mapping[str
     Raises:
         BudgetError: ``budget`` does not parse.
     """
-    parsed = Budget.parse(budget)
     stats_by_metric = metrics.quality if isinstance(metrics, RecipeMetrics) else parse_metrics(metrics).quality
-    problems = []
-    for clause in parsed.clauses:
-        stats = stats_by_metric.get(clause.metric)
-        if stats is None:
-            problems.append(f"{clause}: the recipe reports no {clause.metric}")
-            continue
-        if stats.per_image:
-            result = Budget((clause,)).evaluate({clause.metric: list(stats.per_image)})[0]
-            value, ok = result.value, result.ok
-        else:
-            value = stats.aggregates.get(clause.agg)
-            if value is None:
-                have = ", ".join(stats.aggregates) or "nothing"
-                problems.append(f"{clause}: the recipe reports no {clause.agg} of {clause.metric} (it has: {have})")
-                continue
-            ok = clause.margin(value) <= 0
-        if not ok:
-            problems.append(f"{clause}: measured {value:.4g}")
-    return tuple(problems)
+    values = {m: s.per_image for m, s in stats_by_metric.items() if s.per_image}
+    return Budget.parse(budget).stored_violations(values, {m: s.aggregates for m, s in stats_by_metric.items()})
 
 
 def _canonical(name: Any) -> str:

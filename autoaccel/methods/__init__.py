@@ -41,6 +41,7 @@ _MODULES = (
     "pab",
     "deep_cache",
     "cfg_truncation",
+    "compile",
 )
 _REGISTRY: dict[str, MethodSpec] = {}
 _APPLIED: weakref.WeakKeyDictionary[Any, list[str]] = weakref.WeakKeyDictionary()

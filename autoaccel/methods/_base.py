@@ -95,6 +95,8 @@ class MethodSpec:
         conflicts: Methods it cannot be combined with beyond its group.
         activity: ``Handle.stats`` counters that show the method saved work; if all stay 0 during a generation the
             method did nothing (e.g. a cache that never hit), which the search uses to prune decorative methods.
+        flop_neutral: Its gain does not show as fewer denoiser FLOPs (quantization, kernels, compilation), so the
+            search must not prune it as inert.
     """
 
     name: str
@@ -108,3 +110,4 @@ class MethodSpec:
     summary: str = ""
     conflicts: tuple[str, ...] = field(default=())
     activity: tuple[str, ...] = ()
+    flop_neutral: bool = False

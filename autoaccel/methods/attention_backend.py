@@ -97,5 +97,6 @@ SPEC = register(
         paper="diffusers attention dispatcher (FlashAttention arXiv:2205.14135, SageAttention arXiv:2410.02367)",
         families=("flux", "sd3", "pixart", "dit"),
         summary="Use another attention kernel through diffusers' attention dispatcher.",
+        flop_neutral=True,
     )
 )

@@ -110,5 +110,6 @@ SPEC = register(
         families=FAMILIES,
         summary="INT8 QK^T with smoothed K, fp32 softmax, 16-bit or FP8 PV in the transformer's self-attention.",
         activity=("kernel_calls",),
+        flop_neutral=True,
     )
 )

@@ -151,5 +151,6 @@ SPEC = register(
         paper="torchao post-training quantization (int8/int4 weight-only, dynamic int8, fp8 arXiv:2209.05433)",
         families=ALL_FAMILIES,
         summary="Quantize the denoiser's linear layers with torchao (int8, int4, fp8).",
+        flop_neutral=True,
     )
 )

@@ -1,17 +1,22 @@
-"""Step schedule: fewer denoising steps, and the scheduler's timestep spacing or shift.
+"""Step schedule: fewer denoising steps, a higher-order solver, and the scheduler's timestep spacing or shift.
 
-Fewer steps is the first thing users try and a strong baseline; spacing and shift follow "Common Diffusion Noise
-Schedules and Sample Steps are Flawed" (Lin et al. 2023, arXiv:2305.08891) and SD3's resolution-dependent shift
-(Esser et al. 2024, arXiv:2403.03206). Applied through the scheduler: the pipeline gets a reconfigured copy of its
-scheduler whose ``set_timesteps`` uses ``num_inference_steps`` whatever the call asked for.
+Fewer steps is the first thing users try and a strong baseline. A multistep solver reuses the previous steps' model
+outputs to take larger steps at no extra model calls: UniPC (Zhao et al. 2023, arXiv:2302.04867) or DPM-Solver++
+(Lu et al. 2022, arXiv:2211.01095), both from diffusers, configured for flow matching when the pipeline's scheduler is
+a flow-matching one. Spacing and shift follow "Common Diffusion Noise Schedules and Sample Steps are Flawed"
+(Lin et al. 2023, arXiv:2305.08891) and SD3's resolution-dependent shift (Esser et al. 2024, arXiv:2403.03206).
+Applied through the scheduler: the pipeline gets a reconfigured copy of its scheduler whose ``set_timesteps`` uses
+``num_inference_steps`` whatever the call asked for.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 from typing import Any, Literal
 
 import numpy as np
+from diffusers import DPMSolverMultistepScheduler, UniPCMultistepScheduler
 from pydantic import Field
 
 from ..errors import NotApplicableError
@@ -32,6 +37,14 @@ class StepsConfig(MethodConfig):
     shift: float | None = Field(
         default=None, ge=0.1, le=20.0, description="Flow-matching sigma shift (schedulers with a static `shift`)."
     )
+    solver: Literal["unipc", "dpmsolver++"] | None = Field(
+        **knob(
+            None,
+            "Multistep solver replacing the scheduler (None: keep it). Same model calls per step, smaller error.",
+            choices=[None, "unipc"],
+        )
+    )
+    solver_order: int = Field(2, ge=1, le=3, description="Order of the multistep solver (2 is diffusers' default).")
 
 
 def check(pipe: Any, config: StepsConfig) -> None:
@@ -39,6 +52,11 @@ def check(pipe: Any, config: StepsConfig) -> None:
     if scheduler is None or not hasattr(scheduler, "set_timesteps"):
         raise NotApplicableError(f"steps: {type(pipe).__name__} has no scheduler")
     cfg = scheduler.config
+    if config.solver is not None and _solver_config(scheduler) is None:
+        raise NotApplicableError(
+            f"steps: solver {config.solver!r} cannot replace {type(scheduler).__name__} "
+            "(needs an epsilon/v-prediction scheduler with betas or a flow-matching scheduler)"
+        )
     if config.timestep_spacing is not None and "timestep_spacing" not in cfg:
         raise NotApplicableError(f"steps: {type(scheduler).__name__} has no timestep_spacing setting")
     if config.shift is not None:
@@ -56,6 +74,63 @@ def _resample(values: Any, n: int) -> list[float]:
     if m > 1 and np.allclose(values, np.linspace(1.0, 1.0 / m, m)):  # FLUX-style default sigmas: rebuild exactly
         return np.linspace(1.0, 1.0 / n, n).tolist()
     return np.interp(np.linspace(0, m - 1, n), np.arange(m), values).tolist()
+
+
+_SOLVERS = {"unipc": UniPCMultistepScheduler, "dpmsolver++": DPMSolverMultistepScheduler}
+_FLOW_KEYS = (
+    "use_dynamic_shifting",
+    "time_shift_type",
+    "base_shift",
+    "max_shift",
+    "base_image_seq_len",
+    "max_image_seq_len",
+)
+
+
+def _solver_config(scheduler: Any) -> dict[str, Any] | None:
+    """Config overrides that make a multistep solver equivalent to ``scheduler``'s noise schedule, or None."""
+    cfg = scheduler.config
+    if "shift" in cfg and "use_dynamic_shifting" in cfg:  # flow matching (FlowMatchEuler/Heun...)
+        out = {"use_flow_sigmas": True, "prediction_type": "flow_prediction", "flow_shift": float(cfg["shift"])}
+        out.update({k: cfg[k] for k in _FLOW_KEYS if k in cfg})
+        return out
+    if "beta_schedule" in cfg and cfg.get("prediction_type", "epsilon") in ("epsilon", "v_prediction", "sample"):
+        return {}
+    return None
+
+
+def _solver(original: Any, config: StepsConfig) -> Any:
+    overrides = _solver_config(original) or {}
+    cls = _SOLVERS[config.solver]
+    extra = {"algorithm_type": "dpmsolver++"} if config.solver == "dpmsolver++" else {}
+    scheduler = cls.from_config(
+        original.config, **overrides, **extra, solver_order=config.solver_order, final_sigmas_type="zero"
+    )
+    for key in _FLOW_KEYS:  # pipelines read these from the scheduler config to compute `mu`
+        if key in original.config and key not in scheduler.config:
+            scheduler.register_to_config(**{key: original.config[key]})
+    _translate_calls(scheduler)
+    return scheduler
+
+
+def _translate_calls(scheduler: Any) -> None:
+    """Accept the pipeline's ``sigmas``/``mu`` even where the solver's ``set_timesteps`` does not."""
+    original = scheduler.set_timesteps
+    accepted = set(inspect.signature(original).parameters)
+    dynamic = bool(scheduler.config.get("use_dynamic_shifting"))
+
+    @functools.wraps(original)
+    def set_timesteps(num_inference_steps: int | None = None, device: Any = None, **kwargs: Any) -> Any:
+        mu = kwargs.pop("mu", None)
+        if dynamic:
+            kwargs["mu"] = mu
+        sigmas = kwargs.get("sigmas")
+        if sigmas is not None and "sigmas" not in accepted:  # the default flow sigmas: let the solver build its own
+            kwargs.pop("sigmas")
+            num_inference_steps = len(sigmas)
+        return original(num_inference_steps, device, **kwargs)
+
+    scheduler.set_timesteps = set_timesteps
 
 
 def _fixed_steps(scheduler: Any, n: int) -> None:
@@ -82,7 +157,10 @@ def apply(pipe: Any, config: StepsConfig) -> Handle:
         overrides["timestep_spacing"] = config.timestep_spacing
     if config.shift is not None:
         overrides["shift"] = config.shift
-    scheduler = type(original).from_config(original.config, **overrides)
+    if config.solver is not None:
+        scheduler = _solver(type(original).from_config(original.config, **overrides), config)
+    else:
+        scheduler = type(original).from_config(original.config, **overrides)
     if config.num_inference_steps is not None:
         _fixed_steps(scheduler, config.num_inference_steps)
     pipe.scheduler = scheduler
@@ -101,8 +179,11 @@ SPEC = register(
         check=check,
         stage=0,
         group="schedule",
-        paper="Step reduction; spacing after Lin et al. 2023 (arXiv:2305.08891); shift after SD3 (arXiv:2403.03206)",
+        paper=(
+            "Step reduction; UniPC (arXiv:2302.04867) / DPM-Solver++ (arXiv:2211.01095) solvers; spacing after "
+            "Lin et al. 2023 (arXiv:2305.08891); shift after SD3 (arXiv:2403.03206)"
+        ),
         families=ALL_FAMILIES,
-        summary="Run fewer steps and/or change the scheduler's timestep spacing or shift.",
+        summary="Run fewer steps, with a multistep solver and/or another timestep spacing or shift.",
     )
 )

@@ -31,7 +31,9 @@ class DenoiserFlops:
     One ``FlopCounterMode`` spans the context; forward hooks on the denoiser add up the counter's growth during each
     top-level denoiser call, so text encoders, the VAE and scheduler arithmetic are excluded, and work that a method
     skips inside the denoiser (cached blocks, a dropped CFG branch, fewer steps) is not counted. ``total`` is the sum,
-    ``calls`` the number of denoiser calls.
+    ``calls`` the number of denoiser calls. Compiled modules run eagerly while counting (``torch.compiler`` stance
+    ``force_eager``): compiled kernels would hide their operators from the counter, and compiling under the counting
+    mode would spoil Dynamo's cache for the timed runs that follow.
 
     Example:
         >>> with DenoiserFlops(pipe) as flops:
@@ -47,6 +49,7 @@ class DenoiserFlops:
         self._start = 0
         self._counter: FlopCounterMode | None = None
         self._hooks: list[Any] = []
+        self._stance: Any = None
 
     def _pre(self, module: torch.nn.Module, args: Any) -> None:
         if self._depth == 0 and self._counter is not None:
@@ -60,6 +63,8 @@ class DenoiserFlops:
             self.calls += 1
 
     def __enter__(self) -> DenoiserFlops:
+        self._stance = torch.compiler.set_stance("force_eager")
+        self._stance.__enter__()
         self._counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FLOP_FORMULAS)
         self._counter.__enter__()
         self._hooks = [
@@ -75,6 +80,21 @@ class DenoiserFlops:
         counter, self._counter = self._counter, None
         if counter is not None:
             counter.__exit__(*exc)
+        stance, self._stance = self._stance, None
+        if stance is not None:
+            stance.__exit__(*exc)
+
+
+def has_compiled_modules(pipe: Any) -> bool:
+    """Whether any module of the pipeline is compiled (``nn.Module.compile()`` or the `compile` method). The FLOP
+    counter runs those eagerly, so outputs meant for quality must be generated again outside it."""
+    components = getattr(pipe, "components", None) or {}
+    return any(
+        getattr(m, "_compiled_call_impl", None) is not None
+        for c in components.values()
+        if isinstance(c, torch.nn.Module)
+        for m in c.modules()
+    )
 
 
 def count_denoiser_flops(pipe: Any, workload: Workload, item: WorkloadItem | None = None) -> int:

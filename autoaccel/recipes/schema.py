@@ -191,6 +191,14 @@ class Recipe(BaseModel):
     def configs(self) -> list[tuple[str, MethodConfig]]:
         return [(m.name, m.config()) for m in self.methods]
 
+    def check(self, pipe: Any) -> None:
+        """Raise `RecipeError` naming the first method that cannot apply to ``pipe`` (nothing is changed)."""
+        for i, (name, config) in enumerate(self.configs()):
+            try:
+                get(name).check(pipe, config)
+            except NotApplicableError as e:
+                raise RecipeError(str(e), field=f"methods.{i}") from e
+
     def apply(self, pipe: Any) -> CompositeHandle:
         """Apply all methods to ``pipe`` (all or nothing) and set ``pipe.autoaccel_recipe``.
 

@@ -3,7 +3,7 @@
 Stages (each can end the trial early, so trials that cannot win cost little):
 
 1. *Inert check.* The first search item is generated under a denoiser FLOP counter. A recipe that saves no denoiser
-   FLOPs and has no method whose gain is not counted in FLOPs (quantization, attention kernels) is pruned before any
+   FLOPs and has no `flop_neutral` method (quantization, attention kernels, compilation) is pruned before any
    timing: it cannot be faster.
 2. *Early quality.* The first ``prune_items`` items are compared with the cached baseline. For every budget clause on
    the mean, if the 95% t-interval of the mean lies entirely on the wrong side of the bound, the trial is pruned
@@ -27,13 +27,19 @@ import torch
 from ..budget import Budget
 from ..errors import RecipeError
 from ..methods import get as get_method
-from ..profiling import DenoiserFlops, generate, mean_interval, quality, speedup_interval, time_variants
+from ..profiling import (
+    DenoiserFlops,
+    generate,
+    has_compiled_modules,
+    mean_interval,
+    quality,
+    speedup_interval,
+    time_variants,
+)
 from ..recipes import Recipe
 from ..workload import Workload, WorkloadItem
 from .space import SearchSpace
 
-# Methods whose speed-up does not show as fewer denoiser FLOPs.
-NON_FLOP_METHODS = frozenset({"quantize", "attention_backend", "quant_attention"})
 FINITE = 1e6  # constraint values are clamped to +-FINITE (Optuna stores them as floats)
 
 
@@ -139,8 +145,10 @@ class Objective:
         try:
             with DenoiserFlops(self.pipe) as flops:
                 first = generate(self.pipe, self.workload, self.items[:1], device=self.device)
+            if has_compiled_modules(self.pipe):  # the counter ran them eagerly; score what is timed
+                first = generate(self.pipe, self.workload, self.items[:1], device=self.device)
             ratio = flops.total / self.baseline.flops[0] if self.baseline.flops[0] else 1.0
-            if ratio > 0.999 and not NON_FLOP_METHODS & {m.name for m in recipe.methods}:
+            if ratio > 0.999 and not any(get_method(m.name).flop_neutral for m in recipe.methods):
                 self._prune(trial, f"inert: saves no denoiser FLOPs (ratio {ratio:.4f})")
             idle = [h.name for h in handle.handles if _idle(h)]
             if idle:  # a method that never acted only adds overhead: the same recipe without it is simpler and faster

@@ -40,14 +40,27 @@ PRESETS: list[list[tuple[str, dict[str, Any]]]] = [
 ]
 
 
-STEP_FRACTIONS = (0.75, 0.5, 0.35, 0.25, 0.15, 0.1)
+STEP_FRACTIONS = (0.75, 0.5, 0.35)
+FEW_STEPS = 8  # every step count from 1 to this is on the ladder: the budget's threshold usually lies there
+
+
+def step_ladder(steps: int) -> list[int]:
+    """Step counts of the warm-start ladder for a model called with ``steps``: a few fractions, then every count up to
+    `FEW_STEPS` (one step more or less is often the difference between meeting a budget and missing it)."""
+    counts = {max(1, round(steps * f)) for f in STEP_FRACTIONS} | set(range(1, FEW_STEPS + 1))
+    return sorted((n for n in counts if n < steps), reverse=True)
 
 
 def applicable_presets(groups: dict[str, list[str]], steps: int | None) -> list[list[tuple[str, dict[str, Any]]]]:
-    """Presets whose methods are all searchable here, plus 'fewer steps' at the `STEP_FRACTIONS` of ``steps``."""
+    """Warm-start trials: the papers' presets whose methods are searchable here, then a ladder of fewer steps.
+
+    The ladder runs each count of `step_ladder` with the UniPC solver and ``compile`` when those are searchable:
+    both keep the model calls the same and only lower the error or the per-call overhead, so this is the strongest
+    generic family to map first. Plain fewer steps and everything else are left to the sampler.
+    """
     searchable = {m for methods in groups.values() for m in methods}
     out = [p for p in PRESETS if all(name in searchable for name, _ in p)]
-    if steps and "steps" in searchable:  # a ladder of fewer steps maps the strongest single method early
-        counts = sorted({max(1, round(steps * f)) for f in STEP_FRACTIONS} - {steps}, reverse=True)
-        out += [[("steps", {"num_inference_steps": n})] for n in counts]
+    if steps and "steps" in searchable:
+        extra = [("compile", {"denoiser": True})] if "compile" in searchable else []
+        out += [[("steps", {"num_inference_steps": n, "solver": "unipc"}), *extra] for n in step_ladder(steps)]
     return out
