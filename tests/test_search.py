@@ -303,3 +303,46 @@ def test_a_method_that_never_acts_is_pruned(tmp_path):
         Recipe.from_dict({"schema_version": 1, "methods": [{"name": "steps", "params": {"num_inference_steps": 4}}]})
     )
     assert alone.flops_ratio == 0.5
+
+
+def test_stored_recipes_of_similar_models_are_tried_first(tmp_path):
+    from autoaccel.hardware import HardwareProfile
+    from autoaccel.recipes import Recipe
+
+    pipe = pipe_for("flux")
+    db = RecipeDB(f"sqlite:///{tmp_path / 'r.db'}")
+    stored = [  # (model, pipeline class, methods, stored lpips)
+        ("tiny/other-sd", "StableDiffusionPipeline", [("steps", {"num_inference_steps": 2})], 0.01),
+        ("tiny/other-flux", type(pipe).__name__, [("steps", {"num_inference_steps": 3})], 0.01),
+        ("tiny/flux", type(pipe).__name__, [("block_cache", {"threshold": 0.31})], 0.5),  # same model, over budget
+    ]
+    for model, cls, methods, lpips in stored:
+        recipe = Recipe.from_dict(
+            {
+                "schema_version": 1,
+                "model_id": model,
+                "pipeline_class": cls,
+                "methods": [{"name": n, "params": p} for n, p in methods],
+            }
+        )
+        metrics = {"lpips": {"mean": lpips, "values": [lpips]}}
+        db.add_recipe(recipe, hardware=HardwareProfile.current("cpu"), budget="lpips<1", speedup=2.0, metrics=metrics)
+    result = search(
+        pipe,
+        "lpips<0.05",
+        workload=WORKLOAD,
+        model_id="tiny/flux",
+        n_trials=2,
+        db=db,
+        include=["block_cache", "steps"],
+        repeats=1,
+        validate=False,
+        cache_dir=tmp_path / "c",
+    )
+    first = [t.user_attrs["recipe"]["methods"] for t in result.study.trials[:2]]
+    assert first[0] == [{"name": "block_cache", "params": {**_defaults("block_cache"), "threshold": 0.31}}]
+    assert first[1][0]["name"] == "steps" and first[1][0]["params"]["num_inference_steps"] == 3  # not the SD one
+
+
+def _defaults(name: str) -> dict:
+    return M.get(name).config().model_dump()

@@ -103,8 +103,10 @@ def _solver(original: Any, config: StepsConfig) -> Any:
     overrides = _solver_config(original) or {}
     cls = _SOLVERS[config.solver]
     extra = {"algorithm_type": "dpmsolver++"} if config.solver == "dpmsolver++" else {}
+    accepted = inspect.signature(cls.__init__).parameters  # other keys would only log "will be ignored"
+    base = {k: v for k, v in original.config.items() if k in accepted}
     scheduler = cls.from_config(
-        original.config, **overrides, **extra, solver_order=config.solver_order, final_sigmas_type="zero"
+        {**base, **overrides, **extra, "solver_order": config.solver_order, "final_sigmas_type": "zero"}
     )
     for key in _FLOW_KEYS:  # pipelines read these from the scheduler config to compute `mu`
         if key in original.config and key not in scheduler.config:

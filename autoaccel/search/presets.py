@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from ..budget import Budget
+
+logger = logging.getLogger("autoaccel")
+STORED_LIMIT = 5  # stored recipes enqueued at most
 
 # (methods) tuples; each is enqueued when all its methods are in the search space.
 PRESETS: list[list[tuple[str, dict[str, Any]]]] = [
@@ -64,3 +70,38 @@ def applicable_presets(groups: dict[str, list[str]], steps: int | None) -> list[
         extra = [("compile", {"denoiser": True})] if "compile" in searchable else []
         out += [[("steps", {"num_inference_steps": n, "solver": "unipc"}), *extra] for n in step_ladder(steps)]
     return out
+
+
+def stored_presets(
+    recipe_db: Any, model_id: str | None, pipeline_class: str, budget: Budget, arch_class: str | None
+) -> list[list[tuple[str, dict[str, Any]]]]:
+    """The best validated recipes already in the database for similar models, as warm-start trials.
+
+    Similar: the same model, else the same pipeline class (the same architecture family). Ranked: same model first,
+    then recipes whose stored quality meets ``budget``, then same hardware architecture class, then speed. At most
+    `STORED_LIMIT`, duplicates dropped. A database that cannot be read gives none (logged), never an error.
+    """
+    from ..db import meets_budget
+
+    try:
+        infos, _ = recipe_db.list_recipes(validated=True, limit=500)
+        similar = [i for i in infos if i.model_id == model_id or i.pipeline_class == pipeline_class]
+        similar.sort(
+            key=lambda i: (
+                i.model_id != model_id,
+                not meets_budget(budget, i.quality),
+                i.arch_class != arch_class,
+                -(i.speedup or 0.0),
+            )
+        )
+        out: list[list[tuple[str, dict[str, Any]]]] = []
+        for info in similar:
+            methods = [(name, cfg.model_dump()) for name, cfg in recipe_db.get_recipe(info.id).configs()]
+            if methods and methods not in out:
+                out.append(methods)
+            if len(out) == STORED_LIMIT:
+                break
+        return out
+    except Exception as e:  # a warm start is an optimisation: never let it stop the search
+        logger.warning("stored recipes not used as a warm start: %s", e)
+        return []

@@ -23,7 +23,7 @@ from ..profiling import Measurement, baseline_outputs, execution_device, profile
 from ..recipes import Recipe
 from ..workload import Workload
 from .objective import Baseline, Objective
-from .presets import applicable_presets
+from .presets import applicable_presets, stored_presets
 from .space import build_space
 
 logger = logging.getLogger("autoaccel")
@@ -211,7 +211,11 @@ def search(
             optuna_study_name=study.study_name,
         )
     if warm_start and not study.trials:
-        for preset in applicable_presets(space.groups, steps):
+        stored = []
+        if recipe_db is not None:
+            arch = _hardware(device).arch_class
+            stored = stored_presets(recipe_db, model_id, type(pipe).__name__, budget, arch)
+        for preset in [*stored, *applicable_presets(space.groups, steps)]:
             with contextlib.suppress(Exception):
                 study.enqueue_trial(space.params_of(preset), skip_if_exists=True)
 
