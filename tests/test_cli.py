@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import subprocess
+import sys
+import time
 
+import optuna
 import pytest
 from typer.testing import CliRunner
 
@@ -130,3 +136,35 @@ def test_pull_without_a_reachable_hub_fails_clearly(monkeypatch):
 
 def test_workload_file_is_json(env):
     assert json.loads((env / "workload.json").read_text())["prompts"] == WORKLOAD.prompts
+
+
+def test_ctrl_c_keeps_finished_trials_and_the_study_resumes(env):
+    db = f"sqlite:///{env / 'ctrl-c.db'}"
+    args = ["--budget", "lpips<0.05", "--workload", env / "workload.json", "--db", db, "--study", "ctrl-c"]
+    args += ["--out", env / "out-ctrl-c", "-m", "steps", "-m", "cfg_truncation"]
+    cmd = [sys.executable, "-c", "from autoaccel.cli import app; app()", "search", env / "pipe", "--trials", "500"]
+    proc = subprocess.Popen([str(a) for a in cmd + args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    storage = optuna.storages.RDBStorage(db)
+    finished: list[optuna.trial.FrozenTrial] = []
+    deadline = time.monotonic() + 240
+    while len(finished) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with contextlib.suppress(Exception):  # the study may not exist yet
+            finished = [
+                t for t in optuna.load_study(study_name="ctrl-c", storage=storage).trials if t.state.is_finished()
+            ]
+    assert len(finished) >= 2, "the search finished no trial in time"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "--study ctrl-c" in err and "Traceback" not in err
+
+    kept = {t.number: t for t in optuna.load_study(study_name="ctrl-c", storage=storage).trials}
+    for t in finished:
+        assert kept[t.number].state == t.state and kept[t.number].values == t.values
+    resumed = invoke("search", env / "pipe", "--trials", "2", *args)
+    assert resumed.exit_code in (0, 1), resumed.output  # 1: no recipe met the budget, still a clean end
+    trials = optuna.load_study(study_name="ctrl-c", storage=storage).trials
+    before = [t for t in kept.values() if t.state.is_finished()]  # the interrupted trial ended failed
+    assert len([t for t in trials if t.state.is_finished()]) == len(before) + 2
+    assert all(trials[n].values == t.values for n, t in kept.items() if t.state.is_finished())

@@ -16,12 +16,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+class _NoTraceback(logging.Filter):
+    """Keep a record's message and drop its traceback (shown only with ``--verbose``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = record.exc_text = None
+        return True
+
+
 def setup_logging(verbose: bool = False) -> None:
+    handler = RichHandler(console=err_console, show_path=False)
+    if not verbose:
+        handler.addFilter(_NoTraceback())
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.ERROR,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-        force=True,
+        level=logging.INFO if verbose else logging.ERROR, format="%(message)s", handlers=[handler], force=True
     )
     logging.getLogger("autoaccel").setLevel(logging.INFO if verbose else logging.WARNING)
     if not verbose:  # loading bars of diffusers/transformers would bury the command's own output

@@ -96,6 +96,8 @@ def search_command(
         from ..budget import Budget
 
         optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
+        optuna.logging.disable_default_handler()  # through our handler: a failed trial is one line, no traceback
+        optuna.logging.enable_propagation()
         from ..db import RecipeDB
         from ..search import search
         from ..search.plot import pareto_png

@@ -104,10 +104,8 @@ def _solver(original: Any, config: StepsConfig) -> Any:
     cls = _SOLVERS[config.solver]
     extra = {"algorithm_type": "dpmsolver++"} if config.solver == "dpmsolver++" else {}
     accepted = inspect.signature(cls.__init__).parameters  # other keys would only log "will be ignored"
-    base = {k: v for k, v in original.config.items() if k in accepted}
-    scheduler = cls.from_config(
-        {**base, **overrides, **extra, "solver_order": config.solver_order, "final_sigmas_type": "zero"}
-    )
+    merged = {**original.config, **overrides, **extra, "solver_order": config.solver_order, "final_sigmas_type": "zero"}
+    scheduler = cls.from_config({k: v for k, v in merged.items() if k in accepted})
     for key in _FLOW_KEYS:  # pipelines read these from the scheduler config to compute `mu`
         if key in original.config and key not in scheduler.config:
             scheduler.register_to_config(**{key: original.config[key]})
