@@ -8,7 +8,7 @@ from typing import Any
 
 from .aliases import resolve
 from .budget import Budget
-from .errors import AutoAccelError, DatabaseError, RecipeError
+from .errors import AutoAccelError, DatabaseError
 from .recipes import Recipe
 
 logger = logging.getLogger("autoaccel")
@@ -148,13 +148,8 @@ def resolve_recipe(
     from .recipes.shipped import shipped_recipes
 
     looked.append("the recipes shipped with autoaccel")
-    for shipped in shipped_recipes(model_id):
+    for shipped in shipped_recipes(model_id, pipe):
         if not budget_violations(budget, shipped.metrics):
-            try:
-                shipped.check(pipe)
-            except RecipeError as e:
-                logger.info("skipping a shipped recipe that cannot apply here: %s", e)
-                continue
             measured_on = (shipped.hardware or {}).get("name", "unknown hardware")
             logger.info("using a shipped recipe for %s under %s (measured on %s)", where, budget, measured_on)
             return shipped

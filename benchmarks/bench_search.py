@@ -166,10 +166,9 @@ def measure_peer(
 ) -> dict[str, Any]:
     """Quality, denoiser FLOPs and interleaved timing of one peer setting, like `profile` does for a recipe."""
     from autoaccel.profiling import (
-        DenoiserFlops,
         execution_device,
         generate,
-        has_compiled_modules,
+        generate_counted,
         quality,
         speedup_interval,
         time_variants,
@@ -181,10 +180,7 @@ def measure_peer(
     try:
         handle = peer.apply(pipe)
         try:
-            with DenoiserFlops(pipe) as flops:
-                first = generate(pipe, workload, items[:FLOP_ITEMS], device=device)
-            if has_compiled_modules(pipe):  # counted eagerly: score what is timed
-                first = generate(pipe, workload, items[:FLOP_ITEMS], device=device)
+            first, flops = generate_counted(pipe, workload, items[:FLOP_ITEMS], device=device)
             outputs = torch.cat([first, generate(pipe, workload, items[FLOP_ITEMS:], device=device)])
         finally:
             handle.remove()

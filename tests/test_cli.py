@@ -168,3 +168,42 @@ def test_ctrl_c_keeps_finished_trials_and_the_study_resumes(env):
     before = [t for t in kept.values() if t.state.is_finished()]  # the interrupted trial ended failed
     assert len([t for t in trials if t.state.is_finished()]) == len(before) + 2
     assert all(trials[n].values == t.values for n, t in kept.items() if t.state.is_finished())
+
+
+def test_demo_uses_the_fastest_shipped_recipe_that_applies_here(monkeypatch, tmp_path):
+    from autoaccel.methods import compile as compile_method
+    from autoaccel.recipes import shipped
+
+    monkeypatch.setenv("AUTOACCEL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(compile_method, "_has_cpp_compiler", lambda: False)  # the compiled recipe cannot apply
+    result = invoke("demo", "--prompts", "1", "--repeats", "1")
+    assert result.exit_code == 0, result.output
+    assert "recipe steps" in result.output and "compile" not in result.output
+    assert "speedup (median wall clock)" in result.output
+
+    only_compiled = [p for p in shipped.DATA.glob("*.json") if "compile" in p.read_text()]
+    assert only_compiled
+    (tmp_path / "data").mkdir()
+    for p in only_compiled:
+        (tmp_path / "data" / p.name).write_text(p.read_text())
+    monkeypatch.setattr(shipped, "DATA", tmp_path / "data")
+    none = invoke("demo", "--prompts", "1", "--repeats", "1")
+    assert none.exit_code == 1 and "applies here" in none.output
+
+
+def test_without_verbose_only_optuna_trial_tracebacks_are_dropped(capsys):
+    import logging
+
+    from autoaccel.cli._common import setup_logging
+
+    setup_logging(verbose=False)
+    optuna.logging.disable_default_handler()  # as `autoaccel search` routes it
+    optuna.logging.enable_propagation()
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as e:
+        logging.getLogger("optuna.study._optimize").warning("Trial 3 failed", exc_info=e)
+        logging.getLogger("autoaccel.service").error("unhandled error", exc_info=e)
+    err = capsys.readouterr().err
+    assert "Trial 3 failed" in err and "unhandled error" in err
+    assert err.count("Traceback") == 1 and err.index("Traceback") > err.index("unhandled error")

@@ -161,6 +161,8 @@ def test_recipes_round_trip(db: RecipeDB):
     page, total = db.list_recipes(limit=1, offset=1)
     assert total == 2 and [r.id for r in page] == [rid]
     assert db.list_recipes(model_id="other")[1] == 0
+    assert db.list_recipes(pipeline_class="FluxPipeline")[1] == 2  # a model's class, shared by its recipes
+    assert db.list_recipes(pipeline_class="StableDiffusionPipeline")[1] == 0
 
     db.delete_recipe(rid)
     with pytest.raises(NotFoundError):

@@ -16,18 +16,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
-class _NoTraceback(logging.Filter):
-    """Keep a record's message and drop its traceback (shown only with ``--verbose``)."""
+class _NoTrialTraceback(logging.Filter):
+    """Drop the traceback Optuna attaches to a failed trial's record: one line per failed trial (the traceback only
+    with ``--verbose``). Other loggers keep theirs (the service logs an unhandled error's traceback on purpose)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info = record.exc_text = None
+        if record.name.startswith("optuna"):
+            record.exc_info = record.exc_text = None
         return True
 
 
 def setup_logging(verbose: bool = False) -> None:
     handler = RichHandler(console=err_console, show_path=False)
     if not verbose:
-        handler.addFilter(_NoTraceback())
+        handler.addFilter(_NoTrialTraceback())
     logging.basicConfig(
         level=logging.INFO if verbose else logging.ERROR, format="%(message)s", handlers=[handler], force=True
     )

@@ -4,7 +4,7 @@ measured speedup and quality change against the unaccelerated pipeline, both run
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -36,15 +36,15 @@ def demo_command(
         from ..workload import Workload
 
         model_id, source = resolve(model)
-        if recipe is not None:
-            chosen = Recipe.load(recipe)
-        else:
-            found = shipped_recipes(model_id)
-            if not found:
-                raise AutoAccelError(f"no shipped recipe for {model_id}; pass --recipe FILE")
+        chosen = Recipe.load(recipe) if recipe is not None else None  # a bad file fails before the model loads
+        if chosen is None and not shipped_recipes(model_id):
+            raise AutoAccelError(f"no shipped recipe for {model_id}; pass --recipe FILE")
         pipe = _load(model_id, source, {})
-        if recipe is None:
-            chosen = _first_applicable(found, pipe)
+        if chosen is None:
+            usable = shipped_recipes(model_id, pipe)
+            if not usable:
+                raise AutoAccelError(f"no shipped recipe for {model_id} applies here (--verbose shows why)")
+            chosen = usable[0]
         pipe.set_progress_bar_config(disable=True)
         workload = Workload.for_pipeline(pipe)
         workload = workload.subset(prompts)
@@ -70,20 +70,6 @@ def demo_command(
                 "LPIPS was skipped: its weights are not available offline. Set AUTOACCEL_LPIPS_WEIGHTS to a "
                 "lpips_alex_v0.1.safetensors file or allow the one-time download (docs/metrics.md)."
             )
-
-
-def _first_applicable(recipes: list[Any], pipe: Any) -> Any:
-    """The fastest shipped recipe that applies here (e.g. `compile` needs a C++ compiler on CPUs)."""
-    from ..errors import AutoAccelError, RecipeError
-
-    reasons = []
-    for recipe in recipes:
-        try:
-            recipe.check(pipe)
-            return recipe
-        except RecipeError as e:
-            reasons.append(str(e))
-    raise AutoAccelError("no shipped recipe applies here: " + "; ".join(reasons))
 
 
 def _available_metrics() -> tuple[str, ...]:

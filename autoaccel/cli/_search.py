@@ -96,7 +96,7 @@ def search_command(
         from ..budget import Budget
 
         optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-        optuna.logging.disable_default_handler()  # through our handler: a failed trial is one line, no traceback
+        optuna.logging.disable_default_handler()  # through our handler, which keeps a failed trial to one line
         optuna.logging.enable_propagation()
         from ..db import RecipeDB
         from ..search import search

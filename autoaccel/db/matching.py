@@ -20,7 +20,6 @@ logger = logging.getLogger("autoaccel.db")
 Fallback = Literal["exact", "same_gpu", "same_arch"]
 
 
-# Aggregate names a stored quality dict may use for each budget aggregation.
 @dataclass(frozen=True)
 class Match:
     """The recipe chosen by `best_recipe`.

@@ -360,6 +360,7 @@ def list_recipes(
     *,
     model_id: str | None = None,
     revision: str | None = None,
+    pipeline_class: str | None = None,
     hardware_key: str | None = None,
     hardware_name: str | None = None,
     arch_class: str | None = None,
@@ -380,6 +381,8 @@ def list_recipes(
         where.append(ModelRef.model_id == model_id)
     if revision is not None:
         where.append(ModelRef.revision == revision)
+    if pipeline_class is not None:
+        where.append(ModelRef.pipeline_class == pipeline_class)
     if hardware_key is not None:
         where.append(HardwareProfileRow.key == hardware_key)
     if hardware_name is not None:

@@ -23,6 +23,7 @@ __all__ = [
     "apply_methods",
     "available",
     "check_combination",
+    "check_methods",
     "get",
     "knob",
 ]
@@ -100,13 +101,8 @@ def apply_methods(pipe: Any, methods: Sequence[tuple[str, MethodConfig]]) -> Com
         RecipeError: an incompatible combination, also with methods already applied to this pipeline.
         NotApplicableError: a method does not apply to this pipeline (nothing was changed).
     """
-    already = _APPLIED.get(pipe, [])
-    check_combination([*already, *(name for name, _ in methods)])
+    check_methods(pipe, methods)
     specs = [(get(name), cfg) for name, cfg in methods]
-    for spec, cfg in specs:
-        if not isinstance(cfg, spec.config):
-            raise RecipeError(f"expected a {spec.config.__name__}, got {type(cfg).__name__}", field=spec.name)
-        spec.check(pipe, cfg)
     handles: list[Handle] = []
     try:
         for spec, cfg in sorted(specs, key=lambda sc: sc[0].stage):
@@ -125,6 +121,22 @@ def apply_methods(pipe: Any, methods: Sequence[tuple[str, MethodConfig]]) -> Com
                 applied.remove(name)
 
     return CompositeHandle(handles, on_remove=forget)
+
+
+def check_methods(pipe: Any, methods: Sequence[tuple[str, MethodConfig]]) -> None:
+    """What `apply_methods` checks before changing anything: the combination (with methods already applied to this
+    pipeline), each config's type and each method's applicability.
+
+    Raises:
+        RecipeError: an incompatible combination or a config of the wrong type.
+        NotApplicableError: a method does not apply to this pipeline.
+    """
+    check_combination([*_APPLIED.get(pipe, []), *(name for name, _ in methods)])
+    for name, cfg in methods:
+        spec = get(name)
+        if not isinstance(cfg, spec.config):
+            raise RecipeError(f"expected a {spec.config.__name__}, got {type(cfg).__name__}", field=spec.name)
+        spec.check(pipe, cfg)
 
 
 def check_applicable(pipe: Any, name: str, config: MethodConfig | None = None) -> None:

@@ -17,7 +17,7 @@ Example:
 """
 
 from autoaccel.profiling._cache import BaselineCache, default_cache_dir, pipeline_fingerprint
-from autoaccel.profiling._flops import DenoiserFlops, count_denoiser_flops, has_compiled_modules
+from autoaccel.profiling._flops import DenoiserFlops, count_denoiser_flops, generate_counted
 from autoaccel.profiling._measurement import LatencyStats, Measurement, MemoryKind, MetricSummary
 from autoaccel.profiling._outputs import execution_device, generate, quality
 from autoaccel.profiling._run import BaselineOutputs, ProfileError, baseline_outputs, open_cache, profile
@@ -38,7 +38,7 @@ __all__ = [
     "default_cache_dir",
     "execution_device",
     "generate",
-    "has_compiled_modules",
+    "generate_counted",
     "mean_interval",
     "open_cache",
     "pipeline_fingerprint",

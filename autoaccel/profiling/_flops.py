@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -12,7 +12,7 @@ from autoaccel.methods._pipeline import denoiser
 from autoaccel.profiling._outputs import generate
 from autoaccel.workload import Workload, WorkloadItem
 
-__all__ = ["EXTRA_FLOP_FORMULAS", "DenoiserFlops", "count_denoiser_flops"]
+__all__ = ["EXTRA_FLOP_FORMULAS", "DenoiserFlops", "count_denoiser_flops", "generate_counted"]
 
 
 def _cpu_flash_attention_flops(query_shape: Any, key_shape: Any, value_shape: Any, *args: Any, **kwargs: Any) -> int:
@@ -85,9 +85,23 @@ class DenoiserFlops:
             stance.__exit__(*exc)
 
 
-def has_compiled_modules(pipe: Any) -> bool:
-    """Whether any module of the pipeline is compiled (``nn.Module.compile()`` or the `compile` method). The FLOP
-    counter runs those eagerly, so outputs meant for quality must be generated again outside it."""
+def generate_counted(
+    pipe: Any, workload: Workload, items: Sequence[WorkloadItem], *, device: Any = None, on_batch: Any = None
+) -> tuple[torch.Tensor, DenoiserFlops]:
+    """`generate` ``items`` and count the denoiser FLOPs of that generation.
+
+    The outputs are always those of the pipeline as it runs when timed: where modules are compiled, the counter ran
+    them eagerly, so the items are generated once more outside it (float rounding differs from eager).
+    """
+    with DenoiserFlops(pipe) as flops:
+        outputs = generate(pipe, workload, items, device=device, on_batch=on_batch)
+    if _has_compiled_modules(pipe):
+        outputs = generate(pipe, workload, items, device=device)
+    return outputs, flops
+
+
+def _has_compiled_modules(pipe: Any) -> bool:
+    """Whether any module of the pipeline is compiled (``nn.Module.compile()`` or the `compile` method)."""
     components = getattr(pipe, "components", None) or {}
     return any(
         getattr(m, "_compiled_call_impl", None) is not None

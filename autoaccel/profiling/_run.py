@@ -17,9 +17,9 @@ from autoaccel.errors import AutoAccelError
 from autoaccel.hardware import HardwareProfile
 from autoaccel.profiling import _timing
 from autoaccel.profiling._cache import BaselineCache, CachedOutput
-from autoaccel.profiling._flops import DenoiserFlops, has_compiled_modules
+from autoaccel.profiling._flops import generate_counted
 from autoaccel.profiling._measurement import LatencyStats, Measurement, MemoryKind, MetricSummary
-from autoaccel.profiling._outputs import execution_device, generate, quality
+from autoaccel.profiling._outputs import execution_device, quality
 from autoaccel.profiling._stats import speedup_interval
 from autoaccel.recipes import Recipe
 from autoaccel.workload import Workload, WorkloadItem
@@ -65,8 +65,7 @@ def _baseline(
     missing = [i for i in range(len(items)) if i not in found]
     size = workload.batch_size
     for batch in (missing[k : k + size] for k in range(0, len(missing), size)):
-        with DenoiserFlops(pipe) as flops:
-            images = generate(pipe, workload, [items[i] for i in batch], device=device)
+        images, flops = generate_counted(pipe, workload, [items[i] for i in batch], device=device)
         for i, image in zip(batch, images, strict=True):
             found[i] = CachedOutput(image, flops.total / len(batch))
             if cache is not None:
@@ -209,11 +208,10 @@ def profile(
             advance("baseline outputs", n - computed)
             handle = recipe.apply(pipe)
             try:
-                with DenoiserFlops(pipe) as flops:
-                    outputs = generate(pipe, workload, items, device=dev, on_batch=lambda k: advance("candidate", k))
+                outputs, flops = generate_counted(
+                    pipe, workload, items, device=dev, on_batch=lambda k: advance("candidate", k)
+                )
                 stats = copy.deepcopy(handle.stats)
-                if has_compiled_modules(pipe):  # counted eagerly: judge the quality of what is timed
-                    outputs = generate(pipe, workload, items, device=dev)
             finally:
                 handle.remove()
             prompts = [str(item.prompt) for item in items] if workload.prompts is not None else None

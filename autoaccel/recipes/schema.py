@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from ..errors import NotApplicableError, RecipeError
-from ..methods import CompositeHandle, MethodConfig, apply_methods, check_combination, get
+from ..methods import CompositeHandle, MethodConfig, apply_methods, check_combination, check_methods, get
 
 SCHEMA_VERSION = 1
 MAX_RECIPE_BYTES = 1_000_000
@@ -192,12 +192,11 @@ class Recipe(BaseModel):
         return [(m.name, m.config()) for m in self.methods]
 
     def check(self, pipe: Any) -> None:
-        """Raise `RecipeError` naming the first method that cannot apply to ``pipe`` (nothing is changed)."""
-        for i, (name, config) in enumerate(self.configs()):
-            try:
-                get(name).check(pipe, config)
-            except NotApplicableError as e:
-                raise RecipeError(str(e), field=f"methods.{i}") from e
+        """Raise `RecipeError` if `apply` would refuse this recipe on ``pipe`` (nothing is changed)."""
+        try:
+            check_methods(pipe, self.configs())
+        except NotApplicableError as e:
+            raise RecipeError(str(e), field="methods") from e
 
     def apply(self, pipe: Any) -> CompositeHandle:
         """Apply all methods to ``pipe`` (all or nothing) and set ``pipe.autoaccel_recipe``.

@@ -27,15 +27,7 @@ import torch
 from ..budget import Budget
 from ..errors import RecipeError
 from ..methods import get as get_method
-from ..profiling import (
-    DenoiserFlops,
-    generate,
-    has_compiled_modules,
-    mean_interval,
-    quality,
-    speedup_interval,
-    time_variants,
-)
+from ..profiling import generate, generate_counted, mean_interval, quality, speedup_interval, time_variants
 from ..recipes import Recipe
 from ..workload import Workload, WorkloadItem
 from .space import SearchSpace
@@ -143,10 +135,7 @@ class Objective:
         except RecipeError as e:
             self._prune(trial, f"does not apply: {e}")
         try:
-            with DenoiserFlops(self.pipe) as flops:
-                first = generate(self.pipe, self.workload, self.items[:1], device=self.device)
-            if has_compiled_modules(self.pipe):  # the counter ran them eagerly; score what is timed
-                first = generate(self.pipe, self.workload, self.items[:1], device=self.device)
+            first, flops = generate_counted(self.pipe, self.workload, self.items[:1], device=self.device)
             ratio = flops.total / self.baseline.flops[0] if self.baseline.flops[0] else 1.0
             if ratio > 0.999 and not any(get_method(m.name).flop_neutral for m in recipe.methods):
                 self._prune(trial, f"inert: saves no denoiser FLOPs (ratio {ratio:.4f})")

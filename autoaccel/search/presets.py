@@ -84,8 +84,9 @@ def stored_presets(
     from ..db import meets_budget
 
     try:
-        infos, _ = recipe_db.list_recipes(validated=True, limit=500)
-        similar = [i for i in infos if i.model_id == model_id or i.pipeline_class == pipeline_class]
+        same_model = recipe_db.list_recipes(model_id=model_id, validated=True, limit=100)[0] if model_id else []
+        same_class = recipe_db.list_recipes(pipeline_class=pipeline_class, validated=True, limit=100)[0]
+        similar = list({i.id: i for i in [*same_model, *same_class]}.values())
         similar.sort(
             key=lambda i: (
                 i.model_id != model_id,
